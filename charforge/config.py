@@ -1,0 +1,100 @@
+"""Everything that defines a training run, as one JSON-able record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from charforge.errors import CharforgeError
+
+SCHEDULES = ("constant", "step", "cosine")
+CLIP_MODES = ("norm", "value", "none")
+
+# Fields that fix the model's shape: a resume may not change them.
+ARCHITECTURE = ("cell", "cell_options", "hidden_size", "num_layers", "embedding_dim", "output_bias")
+
+
+@dataclass
+class TrainConfig:
+    corpus: str = "python-stdlib"
+    encoding: str = "utf-8"
+    errors: str = "strict"
+    val_fraction: float = 0.1
+    # model
+    cell: str = "lstm"
+    cell_options: dict[str, Any] = field(default_factory=dict)
+    hidden_size: int = 512
+    num_layers: int = 1
+    dropout: float = 0.0
+    embedding_dim: int = 0  # 0: one-hot input
+    output_bias: bool = True
+    # optimisation
+    optimizer: str = "adam"
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
+    lr: float = 3e-3
+    schedule: str = "cosine"
+    warmup: int = 0
+    lr_decay: float = 0.95
+    lr_decay_every: int = 10_000
+    min_lr_ratio: float = 0.05
+    clip: str = "norm"
+    clip_value: float = 5.0
+    batch_size: int = 32
+    seq_len: int = 64
+    # budget: the first of these to run out ends training; none given means `minutes` below
+    steps: int | None = None
+    epochs: float | None = None
+    minutes: float | None = None
+    seed: int = 1337
+    device: str = "auto"
+    threads: int = 0  # 0: chosen from the model size
+    # bookkeeping
+    log_every: int = 10
+    eval_every: int = 250
+    sample_length: int = 200
+    keep_checkpoints: int = 0  # also keep this many step-numbered checkpoints
+
+    DEFAULT_MINUTES = 3.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise CharforgeError(f"unknown configuration field(s): {', '.join(unknown)}.")
+        return cls(**data)
+
+    def check(self) -> "TrainConfig":
+        """Reject values no run could use, with a one-line reason."""
+        positive = ["hidden_size", "num_layers", "batch_size", "seq_len", "log_every", "eval_every"]
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise CharforgeError(f"--{name.replace('_', '-')} must be a positive integer, not {value!r}.")
+        for name in ("steps", "epochs", "minutes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise CharforgeError(f"--{name} must be positive, not {value!r}.")
+        if not self.lr > 0:
+            raise CharforgeError(f"--lr must be positive, not {self.lr!r}.")
+        if not 0 <= self.dropout < 1:
+            raise CharforgeError(f"--dropout must be in [0, 1), not {self.dropout!r}.")
+        if not 0 <= self.val_fraction < 1:
+            raise CharforgeError(f"--val-fraction must be in [0, 1), not {self.val_fraction!r}.")
+        if self.embedding_dim < 0 or self.threads < 0 or self.warmup < 0 or self.keep_checkpoints < 0:
+            raise CharforgeError("--embedding-dim, --threads, --warmup and --keep must not be negative.")
+        if self.schedule not in SCHEDULES:
+            raise CharforgeError(f"--schedule must be one of {', '.join(SCHEDULES)}.")
+        if self.clip not in CLIP_MODES:
+            raise CharforgeError(f"--clip must be one of {', '.join(CLIP_MODES)}.")
+        if self.clip != "none" and not self.clip_value > 0:
+            raise CharforgeError(f"--clip-value must be positive, not {self.clip_value!r}.")
+        if self.lr_decay_every <= 0 or not 0 < self.lr_decay <= 1 or not 0 <= self.min_lr_ratio <= 1:
+            raise CharforgeError("--lr-decay must be in (0, 1], --lr-decay-every positive, "
+                                 "--min-lr-ratio in [0, 1].")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
+            raise CharforgeError(f"--device must be auto, cpu, cuda or mps, not {self.device!r}.")
+        return self

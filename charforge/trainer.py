@@ -1,0 +1,321 @@
+"""The training loop: truncated BPTT over parallel streams, with a plugin hook at each event.
+
+Read top to bottom: ``__init__`` builds data, model and optimizer (or restores them from a
+checkpoint), ``run`` loops over windows until the budget is spent, ``validate`` and ``save``
+do what they say. Nothing here prints: the console output is a plugin like any other.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from charforge import runs
+from charforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from charforge.config import ARCHITECTURE, TrainConfig
+from charforge.corpora import load_corpus
+from charforge.data import Streams, split
+from charforge.errors import CharforgeError
+from charforge.model import build_model, detach_state
+from charforge.optim import Schedule, clip_gradients
+from charforge.options import resolve_options
+from charforge.plugins import Registry, make_plugin_manager
+from charforge.sampler import Sampler, SampleOptions
+from charforge.vocab import Vocab
+
+# What a resumed run must keep: the model's shape and everything the data position depends on.
+RESUME_FIXED = ARCHITECTURE + ("optimizer", "optimizer_options", "batch_size", "seq_len", "corpus",
+                               "encoding", "errors", "val_fraction")
+LN2 = math.log(2)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CharforgeError("--device cuda was asked for, but PyTorch sees no CUDA GPU.")
+    return torch.device(name)
+
+
+def default_threads(config: TrainConfig) -> int:
+    """CPU threads: one for small models (thread hand-offs cost more than they save), all cores above."""
+    return 1 if config.hidden_size * config.num_layers < 512 else (os.cpu_count() or 1)
+
+
+class TrainingDiverged(CharforgeError):
+    pass
+
+
+class Trainer:
+    """Trains one run. Plugins see it in every hook; ``request_stop`` ends training after the step."""
+
+    def __init__(self, config: TrainConfig, pm=None, runs_root: str | Path = "runs", name: str | None = None,
+                 checkpoint: Checkpoint | None = None):
+        self.pm = pm if pm is not None else make_plugin_manager()
+        self.registry = Registry(self.pm)
+        self.config = config.check()
+        if config.steps is None and config.epochs is None and config.minutes is None:
+            config.minutes = TrainConfig.DEFAULT_MINUTES
+        self.device = pick_device(config.device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(config.threads or default_threads(config))
+
+        corpus = load_corpus(config.corpus, self.registry, config.encoding, config.errors)
+        self.vocab = corpus.vocab
+        if checkpoint is not None and Vocab.from_json(checkpoint.meta["tokenizer"]) != corpus.vocab:
+            raise CharforgeError(f"the corpus {config.corpus!r} has changed since this run started "
+                                 f"(its characters differ); resume needs the same text.")
+        train_ids, val_ids = split(corpus.ids, config.val_fraction)
+        self.train_data = Streams(train_ids, config.batch_size, config.seq_len, self.device)
+        self.val_data = Streams.fitting(val_ids, config.batch_size, config.seq_len, self.device) \
+            if config.val_fraction > 0 else None
+
+        torch.manual_seed(config.seed)
+        self.model = build_model(config, len(self.vocab), self.registry).to(self.device)
+        optimizer = self.registry.get("optimizer", config.optimizer)
+        config.optimizer_options = resolve_options(
+            f"optimizer {config.optimizer!r}", optimizer.obj.options, config.optimizer_options)
+        self.optimizer = optimizer.obj.build(self.model.parameters(), lr=config.lr, **config.optimizer_options)
+        self.provenance = {"cell": self.registry.get("cell", config.cell).provenance(),
+                           "optimizer": optimizer.provenance()}
+        self.schedule = Schedule(config.schedule, config.warmup, config.lr_decay, config.lr_decay_every,
+                                 config.min_lr_ratio)
+
+        self.step = self.epoch = self.window = 0
+        self.elapsed = 0.0  # seconds of training, summed over resumes
+        self.best_val = math.inf
+        self.last_metrics: dict = {}
+        self.state = self.model.initial_state(config.batch_size, self.device)
+        self._stop: str | None = None
+        if checkpoint is not None:
+            self._restore(checkpoint)
+            self.run_dir = runs.run_dir_of(checkpoint.path)
+        else:
+            self.run_dir = runs.new_run_dir(Path(runs_root), name or f"{corpus.name}-{config.cell}",
+                                            explicit=name is not None)
+            (self.run_dir / runs.CONFIG).write_text(_json(config.to_dict()))
+            (self.run_dir / "tokenizer.json").write_text(self.vocab.to_json())
+        self.metrics = runs.MetricsLog(self.run_dir)
+
+    @classmethod
+    def resume(cls, target: str | Path, overrides: dict, pm=None) -> "Trainer":
+        """Continue a run from its latest checkpoint; ``overrides`` may change the budget, lr and such."""
+        ckpt = load_checkpoint(target, which="latest")
+        config = TrainConfig.from_dict(ckpt.meta["config"])
+        for key, value in overrides.items():
+            if key in RESUME_FIXED and value != getattr(config, key) and not (
+                    key.endswith("_options") and all(getattr(config, key).get(k) == v for k, v in value.items())):
+                raise CharforgeError(
+                    f"cannot change {key} when resuming (the run has {getattr(config, key)!r}, "
+                    f"asked for {value!r}); start a new run instead.")
+            setattr(config, key, value)
+        return cls(config, pm=pm, checkpoint=ckpt)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def progress(self) -> float:
+        """The fraction of the budget spent: the largest of steps, epochs and minutes."""
+        c = self.config
+        parts = [0.0]
+        if c.steps:
+            parts.append(self.step / c.steps)
+        if c.epochs:
+            parts.append(self.step / (c.epochs * self.train_data.windows))
+        if c.minutes:
+            parts.append(self.elapsed / (c.minutes * 60))
+        return max(parts)
+
+    def request_stop(self, reason: str = "stopped by a plugin") -> None:
+        self._stop = reason
+
+    def run(self) -> dict:
+        """Train until the budget is spent or a stop is requested; returns the last metrics."""
+        c, model, hook = self.config, self.model, self.pm.hook
+        self.metrics.write("start", step=self.step, config=c.to_dict(), vocab_size=len(self.vocab),
+                           parameters=sum(p.numel() for p in model.parameters()),
+                           windows_per_epoch=self.train_data.windows, run_dir=str(self.run_dir))
+        hook.on_train_start(trainer=self)
+        restore_signals = self._catch_signals()
+        try:
+            reason = self._loop()
+        except BaseException as error:
+            self.metrics.write("error", step=self.step, message=str(error) or type(error).__name__)
+            hook.on_train_error(trainer=self, error=error)
+            raise
+        finally:
+            restore_signals()
+        self.metrics.write("end", reason=reason, **{"step": self.step, **self.last_metrics})
+        hook.on_train_end(trainer=self, reason=reason, metrics=self.last_metrics)
+        self.metrics.close()
+        return self.last_metrics
+
+    def _loop(self) -> str:
+        c, model, hook = self.config, self.model, self.pm.hook
+        data, vocab_size = self.train_data, len(self.vocab)
+        model.train()
+        started, elapsed_before = time.perf_counter(), self.elapsed
+        loss_sum, norm_sum, logged_at, logged_time = 0.0, 0.0, self.step, started
+        if self.progress() >= 1:
+            return "budget already spent"
+        while self._stop is None:
+            if self.window == data.windows:  # a new epoch starts every stream from its beginning
+                self.epoch, self.window = self.epoch + 1, 0
+                self.state = model.initial_state(c.batch_size, self.device)
+            x, y, t = data.window(self.window, model.uses_time)
+            lr = c.lr * self.schedule.factor(self.step, self.progress())
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            logits, state = model(x, self.state, t)
+            loss = F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            norm = clip_gradients(model.parameters(), c.clip, c.clip_value)
+            self.optimizer.step()
+            self.state = detach_state(state)
+            self.step, self.window = self.step + 1, self.window + 1
+            self.elapsed = elapsed_before + time.perf_counter() - started
+            loss_sum, norm_sum = loss_sum + loss.detach(), norm_sum + norm.detach()
+
+            done = self.progress() >= 1
+            if self.step % c.log_every == 0 or done or self._stop:
+                now, n = time.perf_counter(), self.step - logged_at
+                mean = float(loss_sum) / n
+                if not math.isfinite(mean):
+                    raise TrainingDiverged(
+                        f"the loss became {mean} at step {self.step}; the last good checkpoint is in "
+                        f"{self.run_dir / runs.CHECKPOINTS}. Lower --lr or clip harder (--clip-value).")
+                accuracy = float((logits.detach().argmax(-1) == y).float().mean())
+                self.last_metrics = {
+                    "step": self.step, "epoch": self.epoch + self.window / data.windows,
+                    "loss": mean, "bpc": mean / LN2, "accuracy": accuracy, "lr": lr,
+                    "grad_norm": float(norm_sum) / n,
+                    "chars_per_s": n * data.chars_per_window / max(now - logged_time, 1e-9),
+                    "elapsed": self.elapsed, "progress": min(self.progress(), 1.0)}
+                self.metrics.write("step", **self.last_metrics)
+                hook.on_step_end(trainer=self, step=self.step, metrics=self.last_metrics)
+                loss_sum, norm_sum, logged_at, logged_time = 0.0, 0.0, self.step, now
+            if self.step % c.eval_every == 0 or done or self._stop:
+                self.validate_and_save()
+                model.train()
+            if done and self._stop is None:
+                self._stop = "budget spent"
+        return self._stop
+
+    # -- validation and checkpoints -----------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Mean loss and accuracy over the whole held-out text, with state carried across windows."""
+        data = self.val_data
+        self.model.eval()
+        state = self.model.initial_state(data.batch, self.device)
+        total, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        for i in range(data.windows):
+            x, y, t = data.window(i, self.model.uses_time)
+            logits, state = self.model(x, state, t)
+            total += F.cross_entropy(logits.reshape(-1, len(self.vocab)), y.reshape(-1), reduction="sum")
+            correct += (logits.argmax(-1) == y).sum()
+        count = data.windows * data.chars_per_window
+        loss = float(total) / count
+        return {"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}
+
+    def validate_and_save(self) -> None:
+        metrics = {"step": self.step}
+        if self.val_data is not None:
+            metrics.update(self.evaluate())
+        sample = Sampler(self.model, self.vocab, self.device).sample(
+            "", SampleOptions(length=self.config.sample_length, temperature=0.8), seed=self.step)[0]
+        improved = metrics.get("val_loss", -self.step) < self.best_val
+        if improved:
+            self.best_val = metrics.get("val_loss", -self.step)
+        self.last_metrics.update(metrics)
+        self.metrics.write("validation", sample=sample, **metrics)
+        self.pm.hook.on_validation_end(trainer=self, step=self.step, metrics=metrics, sample=sample)
+        self.save("latest")
+        if improved:
+            self.save("best")
+        if self.config.keep_checkpoints:
+            self.save(f"step-{self.step:08d}")
+            kept = sorted((self.run_dir / runs.CHECKPOINTS).glob("step-*.safetensors"))
+            for old in kept[: -self.config.keep_checkpoints]:
+                old.unlink()
+
+    def save(self, kind: str) -> Path:
+        path = self.run_dir / runs.CHECKPOINTS / f"{kind}.safetensors"
+        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
+        opt = self.optimizer.state_dict()
+        scalars = {}
+        for idx, entry in opt["state"].items():
+            for key, value in entry.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"optimizer.{idx}.{key}"] = value
+                else:
+                    scalars.setdefault(str(idx), {})[key] = value
+        tensors["rng.cpu"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        for i, layer in enumerate(self.state):
+            for j, s in enumerate(layer):
+                tensors[f"carry.{i}.{j}"] = s
+        plugin_state: dict = {}
+        self.pm.hook.on_checkpoint_save(trainer=self, path=path, kind=kind, plugin_state=plugin_state)
+        meta = {"config": self.config.to_dict(), "tokenizer": self.vocab.to_json(), **self.provenance,
+                "optimizer_groups": opt["param_groups"], "optimizer_scalars": scalars,
+                "step": self.step, "epoch": self.epoch, "window": self.window, "elapsed": self.elapsed,
+                "best_val": self.best_val if math.isfinite(self.best_val) else None,
+                "metrics": self.last_metrics, "plugin_state": plugin_state}
+        save_checkpoint(path, tensors, meta)
+        self.metrics.write("checkpoint", step=self.step, kind=kind, path=str(path))
+        return path
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        meta = ckpt.meta
+        self.model.load_state_dict(ckpt.group("model"))
+        state: dict = {}
+        for name, tensor in ckpt.group("optimizer").items():
+            idx, key = name.split(".", 1)
+            state.setdefault(int(idx), {})[key] = tensor.to(self.device) if key != "step" else tensor
+        for idx, entry in meta.get("optimizer_scalars", {}).items():
+            state.setdefault(int(idx), {}).update(entry)
+        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
+        torch.set_rng_state(ckpt.tensors["rng.cpu"])
+        if self.device.type == "cuda" and "rng.cuda" in ckpt.tensors:
+            torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"], self.device)
+        carry = ckpt.group("carry")
+        self.state = [tuple(carry[f"{i}.{j}"].to(self.device) for j in range(len(layer)))
+                      for i, layer in enumerate(self.state)]
+        self.step, self.epoch, self.window = meta["step"], meta.get("epoch", 0), meta.get("window", 0)
+        self.elapsed = meta.get("elapsed", 0.0)
+        self.best_val = meta["best_val"] if meta.get("best_val") is not None else math.inf
+        self.last_metrics = meta.get("metrics", {})
+        self.pm.hook.on_checkpoint_load(trainer=self, plugin_state=meta.get("plugin_state", {}))
+
+    def _catch_signals(self):
+        """First Ctrl-C or SIGTERM: stop after this step and save; a second Ctrl-C: stop at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum, frame):
+            if self._stop == "interrupted":
+                raise KeyboardInterrupt
+            self._stop = "interrupted"
+
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return lambda: [signal.signal(s, h) for s, h in previous.items()]
+
+
+def _json(data) -> str:
+    import json
+
+    return json.dumps(data, indent=2) + "\n"
