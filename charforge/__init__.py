@@ -1,6 +1,51 @@
 """charforge: train and sample character-level recurrent language models.
 
-Importing the package stays cheap (no torch); the Python API loads on first use.
+Importing the package stays cheap (no torch); the Python API loads on first use::
+
+    import charforge
+    model = charforge.load("runs/python-stdlib-lstm")
+    print(model.generate("def ", length=200, seed=1))
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it, imported on first attribute access (PEP 562).
+_LAZY = {
+    "load": "charforge.api",
+    "train": "charforge.api",
+    "Model": "charforge.api",
+    "Score": "charforge.api",
+    "TrainResult": "charforge.api",
+    "Sample": "charforge.generate",
+    "Settings": "charforge.generate",
+    "Request": "charforge.generate",
+    "TrainConfig": "charforge.config",
+    "CharforgeError": "charforge.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from charforge.api import Model, Score, TrainResult, load, train
+    from charforge.config import TrainConfig
+    from charforge.errors import CharforgeError
+    from charforge.generate import Request, Sample, Settings
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'charforge' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

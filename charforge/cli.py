@@ -22,6 +22,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except CharforgeError as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a file that cannot be read or written (permissions, full disk): one line too
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}.") from None
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +35,7 @@ def cli():
     \b
     charforge train corpus.txt        train on your own text (a file, folder or glob)
     charforge sample runs/corpus-lstm  sample from the trained model
+    charforge watch runs/corpus-lstm   follow a run in the terminal UI (also: train/sample --tui)
     charforge cells / optimizers       what the installed plugins provide
     """
 
@@ -106,8 +110,14 @@ def _train_options(fn):
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run directories go.")
 @click.option("--resume", metavar="RUN_OR_CHECKPOINT", help="Continue a run from its latest checkpoint.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output (blocks the console plugin).")
-def train(corpus, name, runs_dir, resume, quiet, **options):
+@click.option("--tui", is_flag=True, help="Watch it in the terminal UI: p pause, s stop and save, n sample now.")
+@click.pass_context
+def train(ctx, corpus, name, runs_dir, resume, quiet, tui, **options):
     """Train a model on CORPUS: a text file, a folder, a glob, or a named corpus (`charforge corpora`)."""
+    if tui:
+        from charforge.tui import commands
+
+        return commands.train(ctx)
     from charforge.plugins import make_plugin_manager
     from charforge.trainer import Trainer
 
@@ -141,9 +151,15 @@ def train(corpus, name, runs_dir, resume, quiet, **options):
 @click.option("--which", type=click.Choice(["best", "latest"]), default="best", show_default=True,
               help="Which checkpoint of a run directory.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, mps or auto.")
+@click.option("--tui", is_flag=True, help="Sample interactively in the terminal UI, starting from these settings.")
 def sample(checkpoint, prime, length, temperature, top_k, top_p, greedy, seed, num_samples, drop_unknown,
-           which, device):
+           which, device, tui):
     """Print text sampled from CHECKPOINT (a .safetensors file or a run directory), streaming."""
+    if tui:
+        from charforge.tui import commands
+
+        return commands.sample(checkpoint, which, device, prime, length, 0.0 if greedy else temperature,
+                               top_k, top_p, seed)
     from charforge.checkpoint import load_model
     from charforge.sampler import SampleOptions, Sampler
     from charforge.trainer import pick_device
@@ -151,10 +167,12 @@ def sample(checkpoint, prime, length, temperature, top_k, top_p, greedy, seed, n
     options = SampleOptions(length, temperature, top_k, top_p, greedy).check()
     if num_samples < 1:
         raise CharforgeError(f"--num-samples must be at least 1, not {num_samples}.")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise CharforgeError(f"--seed must be in [0, 2**63), not {seed}.")
     dev = pick_device(device)
     model, vocab, _ = load_model(checkpoint, _registry(), dev, which)
     sampler = Sampler(model, vocab, dev)
-    prompt = vocab.decode(sampler.prime_ids(prime, drop_unknown)) if prime else ""
+    prompt = vocab.decode(vocab.encode(prime, drop_unknown=drop_unknown))  # what the model continues
     out = sys.stdout
     if num_samples == 1:
         out.write(prompt)
@@ -166,6 +184,97 @@ def sample(checkpoint, prime, length, temperature, top_k, top_p, greedy, seed, n
     for i, text in enumerate(sampler.sample(prime, options, num_samples, seed, drop_unknown)):
         out.write(("" if i == 0 else "\n----\n") + prompt + text)
     out.write("\n")
+
+
+@cli.command()
+@click.argument("run_dir")
+def watch(run_dir):
+    """Follow RUN_DIR's training in the terminal UI; quitting leaves the run going."""
+    from charforge.tui import commands
+
+    commands.watch(run_dir)
+
+
+@cli.command()
+@click.argument("checkpoint")
+@click.option("-p", "--prompt", "prompt_texts", multiple=True, help="A prompt to continue (repeatable).")
+@click.option("--prompts", "prompts_file", metavar="FILE",
+              help="Prompts, one per line, or JSONL with per-prompt settings (prompt, temperature, length, "
+                   "top_k, top_p, greedy, num_samples, seed, stop, beam); - reads stdin. Without --prompt "
+                   "or --prompts, prompts come from stdin when it is not a terminal.")
+@click.option("-n", "--num-samples", default=1, show_default=True, type=int, help="Samples per prompt.")
+@click.option("--length", default=500, show_default=True, type=int, help="Characters to generate at most.")
+@click.option("-t", "--temperature", default="1.0", show_default=True,
+              help="A temperature, or a comma-separated list to sweep (each prompt at each). 0 is greedy.")
+@click.option("--top-k", default=0, type=int, help="Sample among the k most likely characters (0: all).")
+@click.option("--top-p", default=1.0, type=float, help="Sample among the most likely characters holding "
+                                                       "this much probability.")
+@click.option("--greedy", is_flag=True, help="Always take the most likely character.")
+@click.option("--stop", multiple=True, metavar="STRING",
+              help="End a sample where this string appears, leaving it out (repeatable; \\n, \\t work).")
+@click.option("--beam", default=0, type=int, help="Beam search of this width: the most likely continuation.")
+@click.option("--seed", type=int, help="Base random seed; the same seed repeats every sample. [default: random]")
+@click.option("--batch-size", default=256, show_default=True, type=int, help="Samples generated together.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
+@click.option("--threads", default=0, type=int, help="CPU threads (0: PyTorch's default).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True,
+              help="JSONL records, or plain text (prompt + continuation, samples separated by ----).")
+@click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr. [default: when a terminal]")
+@click.option("--drop-unknown", is_flag=True, help="Drop prompt characters the model does not know.")
+@click.option("--which", type=click.Choice(["best", "latest"]), default="best", show_default=True,
+              help="Which checkpoint of a run directory.")
+def generate(checkpoint, prompt_texts, prompts_file, num_samples, length, temperature, top_k, top_p, greedy,
+             stop, beam, seed, batch_size, device, threads, fmt, output, progress, drop_unknown, which):
+    """Generate continuations of many prompts from CHECKPOINT, in batches, as JSONL or text."""
+    from dataclasses import replace
+
+    from charforge import generate as gen
+
+    defaults = gen.Settings(length, 1.0, top_k, top_p, greedy, tuple(gen.unescape(s) for s in stop), beam)
+    temperatures = gen.parse_temperatures(temperature)
+    for t in temperatures:
+        replace(defaults, temperature=t).check()
+    if num_samples < 1:
+        raise CharforgeError(f"--num-samples must be at least 1, not {num_samples}.")
+    if threads < 0:
+        raise CharforgeError(f"--threads must not be negative, not {threads}.")
+    requests = []
+    for index, text in enumerate(prompt_texts):
+        requests += gen.expand(text, index, num_samples, None, defaults, temperatures)
+    if prompts_file is not None or not prompt_texts:
+        if prompts_file is None and sys.stdin.isatty():  # nothing piped in: one unprompted sample set
+            requests += gen.expand("", 0, num_samples, None, defaults, temperatures)
+        else:
+            text, source = gen.read_source(prompts_file or "-")
+            requests += gen.read_prompts(text, source, defaults, temperatures, num_samples,
+                                         first_index=len(prompt_texts))
+    if not requests:
+        raise CharforgeError("no prompts: give --prompt TEXT, --prompts FILE, or prompts on stdin.")
+
+    import torch
+
+    from charforge.checkpoint import load_model
+    from charforge.trainer import pick_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    dev = pick_device(device)
+    model, vocab, _ = load_model(checkpoint, _registry(), dev, which)
+    engine = gen.BatchGenerator(model, vocab, dev, batch_size, drop_unknown)
+    show = progress if progress is not None else sys.stderr.isatty()
+    bar = gen.Progress(*gen.total_work(requests)) if show else None
+    try:
+        out = open(output, "w", encoding="utf-8") if output and output != "-" else sys.stdout
+    except OSError as exc:
+        raise CharforgeError(f"cannot write {output}: {exc.strerror or exc}.") from None
+    try:
+        gen.write_results(engine.run(requests, seed, bar), out, fmt)
+    finally:
+        if bar is not None:
+            bar.close()
+        if out is not sys.stdout:
+            out.close()
 
 
 @cli.command()
@@ -211,6 +320,51 @@ def optimizers(as_json):
 def corpora(as_json):
     """The named corpora the installed plugins provide."""
     _listing("corpus", as_json)
+
+
+def _task_option(flag, type, help):
+    from charforge.tasks.settings import FrequencySettings
+
+    field = flag.lstrip("-").replace("-", "_")
+    return click.option(flag, field, type=type, default=None,
+                        help=f"{help} [default: {getattr(FrequencySettings, field)}]")
+
+
+@cli.command("frequency-task")
+@_task_option("--steps", int, "Optimizer steps for each model.")
+@_task_option("--hidden-size", int, "Units per layer.")
+@_task_option("--layers", int, "Stacked recurrent layers.")
+@_task_option("--batch-size", int, "Waves per step.")
+@_task_option("--lr", float, "Adam's peak learning rate (cosine-decayed).")
+@_task_option("--samples", int, "Training waves.")
+@_task_option("--test-samples", int, "Held-out waves.")
+@_task_option("--min-points", int, "Fewest samples per wave.")
+@_task_option("--max-points", int, "Most samples per wave.")
+@_task_option("--seed", int, "Random seed (data and models).")
+@_task_option("--threads", int, "CPU threads (0: one for small models, all cores above).")
+@click.option("--cell", "timed_cell", default="phased-lstm", show_default=True, help="The cell that uses time.")
+@click.option("--baseline", default="lstm", show_default=True, help="The cell that gets t as an input feature.")
+@click.option("-c", "--cell-option", "cell_options", nargs=2, multiple=True, callback=_pairs,
+              metavar="KEY VALUE", help="An option of --cell, e.g. -c r_on 0.1 (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON line at the end.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+def frequency_task(timed_cell, baseline, cell_options, as_json, quiet, **options):
+    """The Phased LSTM paper's frequency-discrimination task, asynchronously sampled.
+
+    Sine waves sampled at random times; class 1 when the period is in [5, 6] ms. Trains --cell
+    (values in, timestamps as its clock) and --baseline (value and timestamp as inputs) on the same
+    waves and prints both held-out accuracies.
+    """
+    from charforge.tasks.frequency import run
+
+    settings = {k: v for k, v in options.items() if v is not None}
+    log = None if quiet else (lambda line: click.echo(line, err=as_json))
+    result = run(log=log, cells=(timed_cell, baseline), cell_options=cell_options or {}, **settings)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    for name in (timed_cell, baseline):
+        click.echo(f"{name:>12}: held-out accuracy {result[name]['accuracy']:.1%}")
 
 
 def main() -> None:

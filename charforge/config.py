@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -61,10 +62,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A configuration read from JSON (a checkpoint), each field's name and type checked."""
+        if not isinstance(data, dict):
+            raise CharforgeError("the configuration is not a JSON object.")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise CharforgeError(f"unknown configuration field(s): {', '.join(unknown)}.")
+            raise CharforgeError(f"unknown configuration field(s): {', '.join(map(str, unknown))}.")
+        defaults = cls()
+        for name, value in data.items():
+            _check_type(name, value, _BUDGETS.get(name) or type(getattr(defaults, name)))
         return cls(**data)
 
     def check(self) -> "TrainConfig":
@@ -76,16 +83,20 @@ class TrainConfig:
                 raise CharforgeError(f"--{name.replace('_', '-')} must be a positive integer, not {value!r}.")
         for name in ("steps", "epochs", "minutes"):
             value = getattr(self, name)
-            if value is not None and value <= 0:
+            if value is not None and not 0 < value < math.inf:
                 raise CharforgeError(f"--{name} must be positive, not {value!r}.")
-        if not self.lr > 0:
-            raise CharforgeError(f"--lr must be positive, not {self.lr!r}.")
+        if not 0 < self.lr < math.inf:
+            raise CharforgeError(f"--lr must be positive (and finite), not {self.lr!r}.")
         if not 0 <= self.dropout < 1:
             raise CharforgeError(f"--dropout must be in [0, 1), not {self.dropout!r}.")
         if not 0 <= self.val_fraction < 1:
             raise CharforgeError(f"--val-fraction must be in [0, 1), not {self.val_fraction!r}.")
-        if self.embedding_dim < 0 or self.threads < 0 or self.warmup < 0 or self.keep_checkpoints < 0:
-            raise CharforgeError("--embedding-dim, --threads, --warmup and --keep must not be negative.")
+        for name, flag in (("embedding_dim", "embedding-dim"), ("threads", "threads"), ("warmup", "warmup"),
+                           ("keep_checkpoints", "keep"), ("sample_length", "sample-length")):
+            if getattr(self, name) < 0:
+                raise CharforgeError(f"--{flag} must not be negative, not {getattr(self, name)!r}.")
+        if not 0 <= self.seed < 2**63:
+            raise CharforgeError(f"--seed must be in [0, 2**63), not {self.seed!r}.")
         if self.schedule not in SCHEDULES:
             raise CharforgeError(f"--schedule must be one of {', '.join(SCHEDULES)}.")
         if self.clip not in CLIP_MODES:
@@ -98,3 +109,20 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
             raise CharforgeError(f"--device must be auto, cpu, cuda or mps, not {self.device!r}.")
         return self
+
+
+_BUDGETS = {"steps": int, "epochs": float, "minutes": float}  # None (no limit) is allowed too
+
+
+def _check_type(name: str, value: Any, kind: type) -> None:
+    """Reject a stored field of the wrong JSON type (a hand-edited or damaged configuration)."""
+    if value is None and name in _BUDGETS:
+        return
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok = True
+    if kind is dict and ok:
+        ok = all(isinstance(k, str) for k in value)
+    if not ok:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise CharforgeError(f"configuration field {name!r} should be of type {kind.__name__}, not {shown}.")

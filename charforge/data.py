@@ -25,12 +25,16 @@ class Streams:
 
     def __init__(self, ids: Tensor, batch: int, seq_len: int, device: torch.device | str = "cpu",
                  what: str = "training"):
-        per_stream = (len(ids) - 1) // batch
+        for flag, value in (("--batch-size", batch), ("--seq-len", seq_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise CharforgeError(f"{flag} must be a positive integer, not {value!r}.")
+        per_stream = max(len(ids) - 1, 0) // batch
         self.windows = per_stream // seq_len
         if self.windows == 0:
             fit = (len(ids) - 1) // seq_len
             hint = (f"use --batch-size {fit} or less" if fit >= 1
-                    else f"use --seq-len {max(len(ids) - 1, 1)} or less with --batch-size 1")
+                    else f"use --seq-len {len(ids) - 1} or less with --batch-size 1" if len(ids) >= 2
+                    else "give it at least 2 characters")
             raise CharforgeError(
                 f"the {what} text has {len(ids)} characters, too short for --batch-size {batch} x "
                 f"--seq-len {seq_len} (needs at least {batch * seq_len + 1}); {hint}."

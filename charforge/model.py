@@ -25,7 +25,8 @@ class CharModel(nn.Module):
         self.uses_time = cell.uses_time
 
     def initial_state(self, batch: int, device=None) -> list[State]:
-        return [layer.initial_state(batch, device=device) for layer in self.layers]
+        dtype = self.head.weight.dtype  # a model in float64 (or half) starts from a state of its type
+        return [layer.initial_state(batch, device=device, dtype=dtype) for layer in self.layers]
 
     def _inputs(self, tokens: Tensor) -> Tensor:
         if self.embed is not None:
@@ -36,11 +37,22 @@ class CharModel(nn.Module):
                 ) -> tuple[Tensor, list[State]]:
         """``tokens`` (batch, steps) -> logits (batch, steps, vocab) and the new state."""
         x = self._inputs(tokens)
-        new_state = []
-        for layer, s in zip(self.layers, state):
-            x, s = layer(x, s, t)
+        new_state: list[State] = []
+        layers, i = list(self.layers), 0
+        while i < len(layers):  # runs of layers that allow it go through one multi-layer kernel call
+            key = layers[i].stack_key(x) if hasattr(layers[i], "stack_key") else None
+            j = i + 1
+            while key is not None and j < len(layers) and getattr(layers[j], "stack_key", None) \
+                    and layers[j].stack_key(x) == key:
+                j += 1
+            if j - i > 1:
+                x, states = layers[i].forward_stack(layers[i:j], x, state[i:j], self.drop.p, self.training)
+                new_state.extend(states)
+            else:
+                x, s = layers[i](x, state[i], t)
+                new_state.append(s)
             x = self.drop(x)
-            new_state.append(s)
+            i = j
         return self.head(x), new_state
 
     def step(self, tokens: Tensor, state: list[State], t: Tensor | None = None

@@ -22,7 +22,8 @@ GROUP = "charforge"
 
 
 def warn(message: str) -> None:
-    print(f"charforge: warning: {message}", file=sys.stderr)
+    """One line on stderr, even for an exception whose message spans several (pluggy's do)."""
+    print(f"charforge: warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 def _names_from_env(var: str) -> set[str] | None:
@@ -52,9 +53,16 @@ def make_plugin_manager(extra: Iterable[Any] = (), block: Iterable[str] = (),
     blocked = (_names_from_env("CHARFORGE_BLOCK_PLUGINS") or set()) | set(block)
     allowed = _names_from_env("CHARFORGE_PLUGINS")
     if load_entry_points:
-        for ep in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        installed = sorted(entry_points(group=GROUP), key=lambda e: e.name)
+        for var in ("CHARFORGE_BLOCK_PLUGINS", "CHARFORGE_PLUGINS"):  # a typo there would pass unnoticed
+            unknown = sorted((_names_from_env(var) or set()) - {ep.name for ep in installed})
+            if unknown:
+                warn(f"{var} names {', '.join(map(repr, unknown))}, but no installed plugin has that name "
+                     f"(installed: {', '.join(ep.name for ep in installed) or 'none'}).")
+        for ep in installed:
             if ep.name in blocked or (allowed is not None and ep.name not in allowed):
                 pm.set_blocked(ep.name)
+                pm.distributions[ep.name] = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
                 continue
             if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
                 continue
@@ -135,9 +143,10 @@ class Registry:
             raise unknown_name(kind, name, self._items[kind]) from None
 
     def describe_plugins(self) -> list[dict]:
-        """One JSON-able entry per registered plugin: name, version, hooks and what it provides."""
+        """One JSON-able entry per plugin: name, version, hooks, what it provides, whether it is blocked."""
         out = []
         for name, plugin in sorted(self.pm.list_name_plugin(), key=lambda item: item[0]):
+            # a blocked plugin is listed (so that users see why its cells are missing) with nothing to offer
             dist, version = self.pm.distribution(name)
             hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
             provides = {
@@ -149,5 +158,6 @@ class Registry:
                 "version": version,
                 "hooks": hooks,
                 "provides": {k: v for k, v in provides.items() if v},
+                "blocked": plugin is None,
             })
         return out

@@ -1,12 +1,26 @@
-"""Generating text from a model, one character per step, with the step path of its cells."""
+"""Generating text from a model, one character per step, with the step path of its cells.
+
+Two paths compute the same thing. The generic one calls ``model.step`` and :func:`pick` once
+per character and works for any cell. The fast one serves models whose every layer is a
+built-in fused cell (``Cell.step_kernel``): it runs whole chunks of steps in one TorchScript
+loop (plain Python when TorchScript is unavailable) that calls the ``torch.*_cell`` ops on the
+raw weights, and reads the first layer's input projection from a table holding ``x W_ih + b``
+for every vocabulary entry, so a step costs one (batch, hidden) x (hidden, gates) product per
+layer plus the read-out. Both draw one uniform number per sample and step from the same
+generator and invert the same CDF (:func:`choose`), so for the same seed they give the same
+text: bit for bit with one-hot input (the table rows are exactly what the one-hot product
+gives); with an embedding, up to matrix-multiply rounding in the table (~1e-7), which can flip a
+character only when a uniform number lands that close to a CDF boundary.
+"""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, List, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from charforge.errors import CharforgeError
@@ -36,29 +50,173 @@ class SampleOptions:
         return self
 
 
-def pick(logits: Tensor, options: SampleOptions, generator: torch.Generator | None) -> Tensor:
-    """Next tokens (batch,) from logits (batch, vocab)."""
-    if options.greedy or options.temperature == 0:
+def is_greedy(options: SampleOptions, dtype: torch.dtype) -> bool:
+    """Greedy decoding: asked for, or a temperature that is 0 in the logits' type."""
+    return options.greedy or options.temperature < torch.finfo(dtype).tiny
+
+
+def choose(logits: Tensor, generator: Optional[torch.Generator], greedy: bool, temperature: float,
+           top_k: int, top_p: float) -> Tensor:
+    """Next tokens (batch,) from logits (batch, vocab), by inverting the CDF at one uniform number
+    per row drawn from ``generator``. TorchScript-compatible: the fast sampling loop calls it too."""
+    if greedy:
         return logits.argmax(dim=-1)
-    logits = logits / options.temperature
-    if 0 < options.top_k < logits.shape[-1]:
-        kth = torch.topk(logits, options.top_k, dim=-1).values[:, -1:]
+    if temperature != 1.0:
+        # shifted so that the largest logit is 0: a tiny temperature gives 0 and -inf, never inf - inf = nan
+        logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature
+    vocab = logits.shape[-1]
+    if top_k > 0 and top_k < vocab:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    if options.top_p < 1:
+    if top_p < 1:
         sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = sorted_logits.softmax(dim=-1)
-        drop = probs.cumsum(dim=-1) - probs >= options.top_p  # keeps the first token always
+        drop = probs.cumsum(dim=-1) - probs >= top_p
+        drop[:, 0] = False  # the most likely token always stays (a top-p below float32's range is 0)
         logits = logits.scatter(-1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)
+    cdf = logits.softmax(dim=-1).cumsum(dim=-1)
+    u = torch.rand([logits.shape[0], 1], generator=generator, dtype=torch.float32, device=logits.device)
+    # the first token whose cumulative probability exceeds u * total: zero-probability tokens never win
+    token = torch.searchsorted(cdf, u.to(cdf.dtype) * cdf[:, -1:], right=True).squeeze(-1)
+    return token.clamp_(max=vocab - 1)
+
+
+def pick(logits: Tensor, options: SampleOptions, generator: torch.Generator | None) -> Tensor:
+    """Next tokens (batch,) from logits (batch, vocab): greedy, or one uniform draw per row."""
+    return choose(logits, generator, is_greedy(options, logits.dtype), float(options.temperature),
+                  options.top_k, float(options.top_p))
+
+
+# -- the fast path ---------------------------------------------------------------------------------
+
+_KINDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
+_TABLE_LIMIT = 1 << 26  # table entries (vocabulary x gates) above which the fast path is not used
+
+
+def fast_steps(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor,
+               w_ih: List[Tensor], w_hh: List[Tensor], b_ih: List[Optional[Tensor]],
+               b_hh: List[Optional[Tensor]], head_w: Tensor, head_b: Optional[Tensor],
+               generator: Optional[torch.Generator], greedy: bool, temperature: float, top_k: int,
+               top_p: float, out: Tensor):
+    """``n`` sampling steps of a stack of fused cells; tokens go to ``out`` (n, batch).
+
+    Layer 0's input projection is ``table[token]``, passed as the bias of an input with no
+    columns: ``torch.*_cell`` then adds exactly that row where the generic step adds ``x W_ih + b``.
+    """
+    batch = token.shape[0]
+    no_x = torch.empty([batch, 0], dtype=table.dtype, device=table.device)
+    no_w = torch.empty([table.shape[1], 0], dtype=table.dtype, device=table.device)
+    for i in range(n):
+        x = no_x
+        for layer in range(len(hs)):
+            if layer == 0:
+                wi, bi = no_w, table.index_select(0, token)
+            else:
+                wi, bi = w_ih[layer], b_ih[layer]
+            if kind == 0:
+                h, c = torch.lstm_cell(x, [hs[layer], cs[layer]], wi, w_hh[layer], bi, b_hh[layer])
+                cs[layer] = c
+            elif kind == 1:
+                h = torch.gru_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+            elif kind == 2:
+                h = torch.rnn_tanh_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+            else:
+                h = torch.rnn_relu_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+            hs[layer] = h
+            x = h
+        token = choose(F.linear(x, head_w, head_b), generator, greedy, temperature, top_k, top_p)
+        out[i] = token
+    return token, hs, cs
+
+
+_compiled: dict = {}
+
+
+def compiled_fast_steps():
+    """:func:`fast_steps` compiled by TorchScript once per process (plain Python if that fails,
+    or when ``CHARFORGE_SAMPLER_JIT=0``)."""
+    if "fn" not in _compiled:
+        fn = fast_steps
+        if os.environ.get("CHARFORGE_SAMPLER_JIT", "1") != "0":
+            try:
+                import warnings
+
+                with warnings.catch_warnings():  # TorchScript is deprecated, not gone; it still pays here
+                    warnings.simplefilter("ignore")
+                    fn = torch.jit.script(fast_steps)
+            except Exception:  # noqa: BLE001 - any failure to compile leaves the Python loop, same results
+                fn = fast_steps
+        _compiled["fn"] = fn
+    return _compiled["fn"]
+
+
+class FastPlan:
+    """The raw weights the fast loop needs, taken from a model whose layers all allow it."""
+
+    def __init__(self, kind: int, table: Tensor, weights: list[tuple], head_w: Tensor, head_b: Tensor | None):
+        self.kind, self.table, self.head_w, self.head_b = kind, table, head_w, head_b
+        self.w_ih = [w[0] for w in weights]
+        self.w_hh = [w[1] for w in weights]
+        self.b_ih = [w[2] for w in weights]
+        self.b_hh = [w[3] for w in weights]
+
+    @classmethod
+    def of(cls, model) -> "FastPlan | None":
+        """The plan for ``model`` as it is now, or None when the generic path must run."""
+        if (not isinstance(model, CharModel) or type(model).step is not CharModel.step or model.uses_time
+                or (model.training and model.drop.p > 0)):
+            return None
+        kinds, weights = set(), []
+        for layer in model.layers:
+            kernel = getattr(layer, "step_kernel", None)
+            spec = kernel() if callable(kernel) else None
+            if spec is None or spec[0] not in _KINDS:
+                return None
+            kinds.add(spec[0])
+            weights.append(tuple(w.detach() if w is not None else None for w in spec[1]))
+        if len(kinds) != 1:
+            return None
+        w_ih, _, b_ih, _ = weights[0]
+        vocab = model.vocab_size
+        if vocab * w_ih.shape[0] > _TABLE_LIMIT:
+            return None
+        with torch.inference_mode():
+            if model.embed is None:  # one-hot rows: each entry is exactly one weight plus its bias
+                eye = torch.eye(vocab, dtype=w_ih.dtype, device=w_ih.device)
+                table = F.linear(eye, w_ih, b_ih)
+            else:  # row by row: the very (1, embedding) product a step of one sample computes
+                emb = model.embed.weight.detach()
+                table = torch.cat([F.linear(emb[i:i + 1], w_ih, b_ih) for i in range(vocab)])
+        head = model.head
+        return cls(_KINDS[kinds.pop()], table, weights, head.weight.detach(),
+                   None if head.bias is None else head.bias.detach())
+
+    def run(self, n: int, token: Tensor, state: list, generator, options: SampleOptions, out: Tensor):
+        """``n`` steps from ``token`` and ``state`` (the model's list of per-layer tuples)."""
+        hs = [s[0] for s in state]
+        cs = [s[1] for s in state] if self.kind == 0 else []
+        greedy = is_greedy(options, self.table.dtype)
+        token, hs, cs = compiled_fast_steps()(
+            self.kind, n, token, hs, cs, self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh,
+            self.head_w, self.head_b, generator, greedy, float(options.temperature), options.top_k,
+            float(options.top_p), out)
+        state = [(h, c) for h, c in zip(hs, cs)] if self.kind == 0 else [(h,) for h in hs]
+        return token, state
 
 
 class Sampler:
-    """Primes a model on a prompt, then samples ``length`` characters for each of ``num_samples``."""
+    """Primes a model on a prompt, then samples ``length`` characters for each of ``num_samples``.
 
-    def __init__(self, model: CharModel, vocab: Vocab, device: torch.device | str = "cpu"):
+    ``fast=False`` forces the generic step-by-step path (the reference the fast path is tested against).
+    """
+
+    FIRST_CHUNK, MAX_CHUNK = 8, 256  # fast path: steps per compiled call, doubling up to the maximum
+
+    def __init__(self, model: CharModel, vocab: Vocab, device: torch.device | str = "cpu", fast: bool = True):
         self.model = model.eval()
         self.vocab = vocab
         self.device = torch.device(device)
+        self.fast = fast
 
     def prime_ids(self, prime: str, drop_unknown: bool = False) -> Tensor:
         ids = self.vocab.encode(prime, drop_unknown=drop_unknown)
@@ -85,6 +243,16 @@ class Sampler:
                  if uses_time else None)
             _, state = model(warm, state, t)
         token = ids[-1:].expand(B).contiguous()
+        plan = FastPlan.of(model) if self.fast and options.length > 0 else None
+        if plan is not None:
+            left, chunk = options.length, self.FIRST_CHUNK
+            while left > 0:
+                n = min(chunk, left)
+                out = torch.empty((n, B), dtype=torch.int64, device=self.device)
+                token, state = plan.run(n, token, state, generator, options, out)
+                yield from out
+                left, chunk = left - n, min(chunk * 2, self.MAX_CHUNK)
+            return
         position = len(ids) - 1
         for _ in range(options.length):
             t = torch.full((B,), float(position), dtype=torch.float64, device=self.device) if uses_time else None

@@ -18,7 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from charforge import runs
-from charforge.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from charforge.checkpoint import (Checkpoint, checkpoint_step, first_nonfinite, load_checkpoint,
+                                  prune_step_checkpoints, require_plugins, restore_carry, restore_model,
+                                  restore_optimizer, restore_rng, save_checkpoint)
 from charforge.config import ARCHITECTURE, TrainConfig
 from charforge.corpora import load_corpus
 from charforge.data import Streams, split
@@ -64,6 +66,8 @@ class Trainer:
                  checkpoint: Checkpoint | None = None):
         self.pm = pm if pm is not None else make_plugin_manager()
         self.registry = Registry(self.pm)
+        if checkpoint is not None:  # a resume names the plugin it needs, before anything else fails
+            require_plugins(checkpoint, self.registry)
         self.config = config.check()
         if config.steps is None and config.epochs is None and config.minutes is None:
             config.minutes = TrainConfig.DEFAULT_MINUTES
@@ -150,7 +154,10 @@ class Trainer:
         try:
             reason = self._loop()
         except BaseException as error:
-            self.metrics.write("error", step=self.step, message=str(error) or type(error).__name__)
+            try:  # a full disk must not hide the error that stopped training
+                self.metrics.write("error", step=self.step, message=str(error) or type(error).__name__)
+            except OSError:
+                pass
             hook.on_train_error(trainer=self, error=error)
             raise
         finally:
@@ -192,9 +199,7 @@ class Trainer:
                 now, n = time.perf_counter(), self.step - logged_at
                 mean = float(loss_sum) / n
                 if not math.isfinite(mean):
-                    raise TrainingDiverged(
-                        f"the loss became {mean} at step {self.step}; the last good checkpoint is in "
-                        f"{self.run_dir / runs.CHECKPOINTS}. Lower --lr or clip harder (--clip-value).")
+                    raise self._diverged(f"the training loss became {mean}")
                 accuracy = float((logits.detach().argmax(-1) == y).float().mean())
                 self.last_metrics = {
                     "step": self.step, "epoch": self.epoch + self.window / data.windows,
@@ -231,14 +236,23 @@ class Trainer:
         return {"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}
 
     def validate_and_save(self) -> None:
+        bad = first_nonfinite(self.model.named_parameters())
+        if bad is not None:
+            raise self._diverged(f"the weight {bad} became NaN or infinite")
+        if self._stop == "interrupted":  # the user is waiting: save at once, validate in the next run
+            self.save("latest")
+            return
         metrics = {"step": self.step}
         if self.val_data is not None:
             metrics.update(self.evaluate())
+            if not math.isfinite(metrics["val_loss"]):
+                raise self._diverged(f"the validation loss became {metrics['val_loss']}")
         sample = Sampler(self.model, self.vocab, self.device).sample(
             "", SampleOptions(length=self.config.sample_length, temperature=0.8), seed=self.step)[0]
-        improved = metrics.get("val_loss", -self.step) < self.best_val
-        if improved:
-            self.best_val = metrics.get("val_loss", -self.step)
+        # without held-out text the newest model counts as the best; best_val stays unknown (inf)
+        improved = "val_loss" not in metrics or metrics["val_loss"] < self.best_val
+        if "val_loss" in metrics and improved:
+            self.best_val = metrics["val_loss"]
         self.last_metrics.update(metrics)
         self.metrics.write("validation", sample=sample, **metrics)
         self.pm.hook.on_validation_end(trainer=self, step=self.step, metrics=metrics, sample=sample)
@@ -247,12 +261,12 @@ class Trainer:
             self.save("best")
         if self.config.keep_checkpoints:
             self.save(f"step-{self.step:08d}")
-            kept = sorted((self.run_dir / runs.CHECKPOINTS).glob("step-*.safetensors"))
-            for old in kept[: -self.config.keep_checkpoints]:
-                old.unlink()
+            prune_step_checkpoints(self.run_dir / runs.CHECKPOINTS, self.config.keep_checkpoints)
 
     def save(self, kind: str) -> Path:
+        """Write checkpoint ``kind`` atomically; refuses (TrainingDiverged) to store NaN or inf."""
         path = self.run_dir / runs.CHECKPOINTS / f"{kind}.safetensors"
+        path.parent.mkdir(parents=True, exist_ok=True)  # a run resumed from a loose checkpoint file
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt = self.optimizer.state_dict()
         scalars = {}
@@ -268,6 +282,9 @@ class Trainer:
         for i, layer in enumerate(self.state):
             for j, s in enumerate(layer):
                 tensors[f"carry.{i}.{j}"] = s
+        bad = first_nonfinite(tensors.items())
+        if bad is not None:
+            raise self._diverged(f"{bad} became NaN or infinite")
         plugin_state: dict = {}
         self.pm.hook.on_checkpoint_save(trainer=self, path=path, kind=kind, plugin_state=plugin_state)
         meta = {"config": self.config.to_dict(), "tokenizer": self.vocab.to_json(), **self.provenance,
@@ -280,22 +297,15 @@ class Trainer:
         return path
 
     def _restore(self, ckpt: Checkpoint) -> None:
-        meta = ckpt.meta
-        self.model.load_state_dict(ckpt.group("model"))
-        state: dict = {}
-        for name, tensor in ckpt.group("optimizer").items():
-            idx, key = name.split(".", 1)
-            state.setdefault(int(idx), {})[key] = tensor.to(self.device) if key != "step" else tensor
-        for idx, entry in meta.get("optimizer_scalars", {}).items():
-            state.setdefault(int(idx), {}).update(entry)
-        self.optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"]})
-        torch.set_rng_state(ckpt.tensors["rng.cpu"])
-        if self.device.type == "cuda" and "rng.cuda" in ckpt.tensors:
-            torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"], self.device)
-        carry = ckpt.group("carry")
-        self.state = [tuple(carry[f"{i}.{j}"].to(self.device) for j in range(len(layer)))
-                      for i, layer in enumerate(self.state)]
+        meta = ckpt.meta  # validated by load_checkpoint; the restore_* helpers check the rest
+        restore_model(ckpt, self.model)
+        restore_optimizer(ckpt, self.optimizer, self.device)
+        restore_rng(ckpt, self.device)
+        self.state = restore_carry(ckpt, self.state, self.device)
         self.step, self.epoch, self.window = meta["step"], meta.get("epoch", 0), meta.get("window", 0)
+        if self.window > self.train_data.windows:
+            raise CharforgeError(f"the corpus {self.config.corpus!r} is shorter than when this run started; "
+                                 f"resume needs the same text.")
         self.elapsed = meta.get("elapsed", 0.0)
         self.best_val = meta["best_val"] if meta.get("best_val") is not None else math.inf
         self.last_metrics = meta.get("metrics", {})
@@ -312,7 +322,21 @@ class Trainer:
             self._stop = "interrupted"
 
         previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        return lambda: [signal.signal(s, h) for s, h in previous.items()]
+        # None: a handler installed outside Python, which cannot be put back; the default is closest
+        return lambda: [signal.signal(s, signal.SIG_DFL if h is None else h) for s, h in previous.items()]
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The one-line error for a run whose numbers blew up: where, what is safe, what to try."""
+        c, latest = self.config, self.run_dir / runs.CHECKPOINTS / "latest.safetensors"
+        saved = checkpoint_step(latest)
+        if saved is None:
+            safe, then = "no checkpoint was saved yet", "start again"
+        else:
+            safe, then = (f"the last good checkpoint, {latest} (step {saved}), is intact",
+                          f"resume: charforge train --resume {self.run_dir} --lr {c.lr / 10:g}")
+        clip = f"clip harder (--clip-value, now {c.clip_value:g})" if c.clip != "none" else "clip (--clip norm)"
+        return TrainingDiverged(f"training diverged: {what} at step {self.step}; {safe}. Lower the learning "
+                                f"rate (--lr, now {c.lr:g}) or {clip}, then {then}.")
 
 
 def _json(data) -> str:

@@ -2,15 +2,21 @@
 
 Sequences run through ``nn.RNN``/``nn.LSTM``/``nn.GRU`` (cuDNN or oneDNN kernels); single
 steps run through the matching ``torch.*_cell`` op on the very same weights, so the two
-paths compute the same function.
+paths compute the same function. On the CPU, a stack of identical fused layers runs as one
+multi-layer call of the same kernel (:meth:`FusedCell.forward_stack`), as one ``nn.LSTM(...,
+num_layers=N)`` would: each layer keeps its own parameters, and the result is the same.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor, _VF, nn
 
 from charforge.cell import Cell, State
+
+_KERNELS = {torch.lstm_cell: "lstm", torch.gru_cell: "gru", torch.rnn_tanh_cell: "rnn_tanh",
+            torch.rnn_relu_cell: "rnn_relu"}
+_SEQUENCE_OPS = {"lstm": _VF.lstm, "gru": _VF.gru, "rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu}
 
 
 class FusedCell(Cell):
@@ -26,6 +32,38 @@ class FusedCell(Cell):
         if rnn.bias:
             return rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0
         return rnn.weight_ih_l0, rnn.weight_hh_l0, None, None
+
+    def step_kernel(self) -> tuple[str, tuple] | None:
+        """``(kind, (w_ih, w_hh, b_ih, b_hh))`` when :meth:`step` is exactly ``torch.<kind>_cell`` on
+        these weights, so that a fast sampler may call that op itself; None for a subclass whose
+        step differs."""
+        if type(self).step is not FusedCell.step or self.uses_time or self._cell_op not in _KERNELS:
+            return None
+        return _KERNELS[self._cell_op], self._weights()
+
+    def stack_key(self, x: Tensor) -> tuple | None:
+        """Consecutive layers with equal keys may run as one multi-layer call (:meth:`forward_stack`);
+        None when this layer runs alone: a subclass with its own ``forward``, or off the CPU, where
+        each layer's cuDNN weights are already packed and a joint call would repack them every time."""
+        if type(self).forward is not FusedCell.forward or self.uses_time or x.device.type != "cpu":
+            return None
+        return (type(self), self._cell_op, self.hidden_size, self.rnn.bias)
+
+    @staticmethod
+    def forward_stack(layers: list["FusedCell"], x: Tensor, states: list[State], dropout: float,
+                      training: bool) -> tuple[Tensor, list[State]]:
+        """Layers with equal :meth:`stack_key` as one call of PyTorch's multi-layer kernel: what
+        calling each layer in turn computes, with ``dropout`` between layers (not after the last)."""
+        first, n = layers[0], len(layers)
+        weights = [w for layer in layers for w in layer._weights() if w is not None]
+        op = _SEQUENCE_OPS[_KERNELS[first._cell_op]]
+        if first.state_count == 2:
+            hx = [torch.stack([s[0] for s in states]), torch.stack([s[1] for s in states])]
+            out, h, c = op(x, hx, weights, first.rnn.bias, n, dropout, training, False, True)
+            return out, [(h[i], c[i]) for i in range(n)]
+        out, h = op(x, torch.stack([s[0] for s in states]), weights, first.rnn.bias, n, dropout, training,
+                    False, True)
+        return out, [(h[i],) for i in range(n)]
 
     def forward(self, x: Tensor, state: State, t: Tensor | None = None) -> tuple[Tensor, State]:
         hx = tuple(s.unsqueeze(0) for s in state) if self.state_count == 2 else state[0].unsqueeze(0)

@@ -1,0 +1,563 @@
+"""charforge against plain PyTorch, in one run on one machine: one table of ratios and figures.
+
+Every case runs charforge and a plain hand-written PyTorch reference of the same model
+(embedding or one-hot input, ``nn.RNN``/``nn.LSTM``/``nn.GRU`` with ``num_layers`` as a user
+writes it, a linear head, Adam, truncated BPTT with carried state, gradient-norm clipping)
+in alternating rounds within this process, so a machine shared with other work slows both
+alike: read the ratio column first. The table is printed and written to
+``benchmarks/RESULTS.md`` with the date, the machine and its load.
+
+    .venv/bin/python benchmarks/bench.py                  # every case (about 15 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench.py --quick          # short rounds, no 2.5-minute quality runs
+    .venv/bin/python benchmarks/bench.py --only train,sample --no-write
+    .venv/bin/python benchmarks/bench.py --device cuda    # the same table on a GPU
+
+Cases: training chars/s of each built-in cell at 2x128 (batch 50, seq 50) and 1x512 (batch 32,
+seq 100) with 1 thread and all cores, measured through the real ``Trainer`` (hooks, metrics,
+progress and all, validation excluded); ``phased-lstm`` next to the fused ``lstm`` when that
+plugin is installed; sampling chars/s of a 1x512 LSTM at batch 1 (one thread) and 256 (all
+cores) next to plain ``nn.LSTM``/``nn.LSTMCell`` step loops; validation loss on
+tiny-shakespeare after 2.5 minutes of default ``charforge train`` next to a hand-written loop
+with the same budget; preparing a 100 MB corpus (time, peak memory) and the start-up of a
+second run on it; ``charforge --help``; the peak RSS of a training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charforge.config import TrainConfig
+from charforge.data import Streams, split
+from charforge.hookspecs import hookimpl
+from charforge.model import build_model
+from charforge.plugins import Registry, make_plugin_manager
+from charforge.sampler import Sampler, SampleOptions
+from charforge.vocab import Vocab
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+CHARFORGE = Path(sys.executable).parent / "charforge"
+CORES = os.cpu_count() or 1
+TRAIN_SIZES = [(2, 128, 50, 50), (1, 512, 32, 100)]  # layers, hidden, batch, seq_len
+TRAIN_EMBEDDING = 64  # both sides of the training-throughput cases embed characters in 64 dimensions
+QUALITY_MINUTES = 2.5
+# The hand-written loop of the quality case: a well-chosen plain LSTM (1x512, embedding 64,
+# batch 32, seq 100, Adam 2e-3 constant, clip 5), the 40 lines a careful user writes.
+PLAIN_QUALITY = dict(kind="lstm", layers=1, hidden=512, emb=64, batch=32, seq=100, lr=2e-3)
+
+ROWS: list[dict] = []  # the table, in order
+
+
+def row(section: str, case: str, charforge: float | None, reference: float | None, unit: str,
+        target: str = "", ok: bool | None = None, note: str = "", ratio: float | None = None) -> None:
+    if ratio is None and charforge and reference:
+        ratio = charforge / reference
+    ROWS.append(dict(section=section, case=case, charforge=charforge, reference=reference, unit=unit,
+                     ratio=ratio, target=target, ok=ok, note=note, load=os.getloadavg()[0]))
+    r = ROWS[-1]
+    print(f"  {case:<44} {_num(charforge):>10} {_num(reference):>10} {unit:<8} "
+          f"{'' if ratio is None else f'{ratio:.2f}x':>6} {target:<10} {_ok(ok):<4} load {r['load']:.1f} {note}",
+          flush=True)
+
+
+def _num(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
+def _ok(ok) -> str:
+    return "" if ok is None else ("pass" if ok else "FAIL")
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+# -- the plain PyTorch reference ------------------------------------------------------------------
+
+class PlainModel(nn.Module):
+    """Embedding (or one-hot), one multi-layer nn.RNN/LSTM/GRU, a linear head: what a user writes."""
+
+    def __init__(self, kind: str, vocab: int, emb: int, hidden: int, layers: int):
+        super().__init__()
+        self.vocab = vocab
+        self.embed = nn.Embedding(vocab, emb) if emb else None
+        rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
+        self.rnn = rnn(emb or vocab, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, x, h=None):
+        x = self.embed(x) if self.embed is not None else F.one_hot(x, self.vocab).float()
+        out, h = self.rnn(x, h)
+        return self.head(out), h
+
+
+def _detach(h):
+    return tuple(t.detach() for t in h) if isinstance(h, tuple) else h.detach()
+
+
+class PlainLoop:
+    """The hand-written training loop: contiguous streams, carried state, Adam, clip 5."""
+
+    def __init__(self, ids, kind, layers, hidden, emb, batch, seq, lr=2e-3, device="cpu", seed=0):
+        torch.manual_seed(seed)
+        self.device, self.batch, self.seq = device, batch, seq
+        n = (len(ids) - 1) // batch
+        self.x = ids[: batch * n].view(batch, n).to(device)
+        self.y = ids[1: batch * n + 1].view(batch, n).to(device)
+        self.windows = n // seq
+        self.vocab = int(ids.max()) + 1
+        self.model = PlainModel(kind, self.vocab, emb, hidden, layers).to(device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=lr)
+        self.h, self.i = None, 0
+
+    def step(self):
+        if self.i == self.windows:
+            self.i, self.h = 0, None
+        cols = slice(self.i * self.seq, (self.i + 1) * self.seq)
+        x, y = self.x[:, cols].long(), self.y[:, cols].long()
+        logits, h = self.model(x, self.h)
+        loss = F.cross_entropy(logits.reshape(-1, self.vocab), y.reshape(-1))
+        self.opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.opt.step()
+        self.h = _detach(h)
+        self.i += 1
+        return loss
+
+    def run(self, seconds: float) -> float:
+        """Train for ``seconds``; chars/s."""
+        steps, start = 0, time.perf_counter()
+        while True:
+            self.step()
+            steps += 1
+            if steps % 5 == 0:
+                sync(self.device)
+                elapsed = time.perf_counter() - start
+                if elapsed >= seconds:
+                    return steps * self.batch * self.seq / elapsed
+
+    @torch.no_grad()
+    def evaluate(self, val_ids) -> float:
+        """Mean validation loss (nats/char), state carried across windows as charforge does."""
+        self.model.eval()
+        data = Streams.fitting(val_ids, self.batch, self.seq, self.device)
+        total, h = 0.0, None
+        for i in range(data.windows):
+            x, y, _ = data.window(i)
+            logits, h = self.model(x, h)
+            total += float(F.cross_entropy(logits.reshape(-1, self.vocab), y.reshape(-1), reduction="sum"))
+        self.model.train()
+        return total / (data.windows * data.chars_per_window)
+
+
+# -- charforge through its real trainer ----------------------------------------------------------
+
+class _Clock:
+    """A plugin that timestamps the start of training and every logged step."""
+
+    def __init__(self):
+        self.marks: list[tuple[float, int]] = []
+
+    @hookimpl
+    def on_train_start(self, trainer):
+        self.marks.append((time.perf_counter(), trainer.step))
+
+    @hookimpl
+    def on_step_end(self, trainer, step, metrics):
+        self.marks.append((time.perf_counter(), step))
+
+
+def charforge_rate(cell: str, layers: int, hidden: int, emb: int, batch: int, seq: int, threads: int,
+                   seconds: float, device: str, runs: Path) -> float:
+    """Training chars/s of ``Trainer.run`` from its first step to its last (validation excluded)."""
+    from charforge.trainer import Trainer
+
+    clock = _Clock()
+    pm = make_plugin_manager(extra=[clock], block=["console"])
+    config = TrainConfig(corpus=str(CORPUS), cell=cell, hidden_size=hidden, num_layers=layers,
+                         embedding_dim=emb, batch_size=batch, seq_len=seq, minutes=seconds / 60,
+                         threads=threads, device=device, val_fraction=0.01, eval_every=10**9,
+                         sample_length=0)
+    trainer = Trainer(config, pm=pm, runs_root=runs)
+    trainer.run()
+    (t0, s0), (t1, s1) = clock.marks[0], clock.marks[-1]
+    return (s1 - s0) * batch * seq / (t1 - t0)
+
+
+def interleave(measures: dict, rounds: int) -> dict:
+    """Median of each measurement over alternating rounds, plus the median ratio of the first two."""
+    values: dict = {k: [] for k in measures}
+    for _ in range(rounds):
+        for k, f in measures.items():
+            values[k].append(f())
+    out = {k: statistics.median(v) for k, v in values.items()}
+    a, b = list(measures)[:2]
+    out["ratio"] = statistics.median(x / y for x, y in zip(values[a], values[b]))
+    return out
+
+
+def bench_train(args, runs: Path, ids) -> None:
+    print(f"training chars/s (embedding {TRAIN_EMBEDDING}, Adam, clip 5; {args.rounds} alternating rounds "
+          f"of {args.seconds:g} s)")
+    thread_counts = [1] if args.device != "cpu" else sorted({1, CORES})
+    for cell in ("rnn", "lstm", "gru"):
+        for layers, hidden, batch, seq in TRAIN_SIZES:
+            for threads in thread_counts:
+                torch.set_num_threads(threads)
+                plain = PlainLoop(ids, cell, layers, hidden, TRAIN_EMBEDDING, batch, seq, device=args.device)
+                plain.run(0.5)
+                r = interleave({
+                    "charforge": lambda: charforge_rate(cell, layers, hidden, TRAIN_EMBEDDING, batch, seq,
+                                                        threads, args.seconds, args.device, runs),
+                    "plain": lambda: plain.run(args.seconds)}, args.rounds)
+                where = f"{threads} thr" if args.device == "cpu" else args.device
+                row("train", f"train {cell} {layers}x{hidden} b{batch} s{seq} {where}", r["charforge"],
+                    r["plain"], "chars/s", ">= 0.95x", r["ratio"] >= 0.95, ratio=r["ratio"])
+
+
+def bench_phased(args, runs: Path) -> None:
+    if "phased-lstm" not in Registry(make_plugin_manager()).names("cell"):
+        print("phased-lstm is not registered: its case is skipped")
+        return
+    print("phased-lstm next to the fused lstm, both through the Trainer (one-hot input)")
+    thread_counts = [1] if args.device != "cpu" else sorted({1, CORES})
+    for layers, hidden, batch, seq in TRAIN_SIZES:
+        for threads in thread_counts:
+            r = interleave({
+                "phased": lambda: charforge_rate("phased-lstm", layers, hidden, 0, batch, seq, threads,
+                                                 args.seconds, args.device, runs),
+                "lstm": lambda: charforge_rate("lstm", layers, hidden, 0, batch, seq, threads,
+                                               args.seconds, args.device, runs)}, args.rounds)
+            where = f"{threads} thr" if args.device == "cpu" else args.device
+            row("phased", f"phased-lstm / lstm {layers}x{hidden} b{batch} s{seq} {where}", r["phased"],
+                r["lstm"], "chars/s", ">= 0.5x", r["ratio"] >= 0.5, ratio=r["ratio"])
+
+
+# -- sampling -------------------------------------------------------------------------------------
+
+def sampling_model(vocab_size: int, device: str):
+    """charforge's default model at 1x512 LSTM (its default input), and a plain copy of it."""
+    config = TrainConfig(cell="lstm", hidden_size=512, num_layers=1)
+    torch.manual_seed(0)
+    model = build_model(config, vocab_size, Registry(make_plugin_manager())).to(device).eval()
+    plain = PlainModel("lstm", vocab_size, config.embedding_dim, 512, 1).to(device).eval()
+    cell = nn.LSTMCell(config.embedding_dim or vocab_size, 512).to(device).eval()
+    with torch.no_grad():
+        layer = model.layers[0].rnn
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(plain.rnn, name).copy_(getattr(layer, name))
+            getattr(cell, name.removesuffix("_l0")).copy_(getattr(layer, name))
+        plain.head.load_state_dict(model.head.state_dict())
+        if model.embed is not None:
+            plain.embed.load_state_dict(model.embed.state_dict())
+    return model, plain, cell
+
+
+@torch.inference_mode()
+def plain_step_loop(plain: PlainModel, batch: int, steps: int, device: str) -> float:
+    """``nn.LSTM`` called one step at a time, softmax and multinomial: chars/s."""
+    g = torch.Generator(device).manual_seed(0)
+    token, h = torch.zeros(batch, 1, dtype=torch.long, device=device), None
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        logits, h = plain(token, h)
+        token = torch.multinomial(logits[:, -1].softmax(-1), 1, generator=g)
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def plain_cell_loop(plain: PlainModel, cell: nn.LSTMCell, batch: int, steps: int, device: str) -> float:
+    """``nn.LSTMCell`` called one step at a time, softmax and multinomial: chars/s."""
+    g = torch.Generator(device).manual_seed(0)
+    token, h = torch.zeros(batch, dtype=torch.long, device=device), None
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        x = plain.embed(token) if plain.embed is not None else F.one_hot(token, plain.vocab).float()
+        h = cell(x, h)
+        token = torch.multinomial(plain.head(h[0]).softmax(-1), 1, generator=g).squeeze(1)
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def charforge_sampling(sampler: Sampler, batch: int, steps: int, device: str) -> float:
+    sync(device)
+    start = time.perf_counter()
+    for _ in sampler.tokens("", SampleOptions(length=steps), batch, seed=0):
+        pass
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def bench_sample(args, vocab: Vocab) -> None:
+    model, plain, cell = sampling_model(len(vocab), args.device)
+    fast, generic = Sampler(model, vocab, args.device), Sampler(model, vocab, args.device, fast=False)
+    scale = 0.2 if args.quick else 1.0
+    n1 = int(3000 * scale)
+    print("sampling chars/s, 1x512 LSTM (charforge's default input), temperature 1")
+    torch.set_num_threads(1)
+    for f in (lambda: charforge_sampling(fast, 1, 50, args.device), lambda: plain_step_loop(plain, 1, 20, args.device)):
+        f()  # compile and warm up
+    r = interleave({
+        "fast": lambda: charforge_sampling(fast, 1, n1, args.device),
+        "lstm": lambda: plain_step_loop(plain, 1, n1 // 4, args.device),
+        "cell": lambda: plain_cell_loop(plain, cell, 1, n1 // 2, args.device),
+        "generic": lambda: charforge_sampling(generic, 1, n1 // 2, args.device)}, args.rounds)
+    where = "1 thr" if args.device == "cpu" else args.device
+    row("sample", f"sample batch 1 {where} vs nn.LSTM steps", r["fast"], r["lstm"], "chars/s",
+        ">= 10,000", r["fast"] >= 10_000)
+    row("sample", f"sample batch 1 {where} vs nn.LSTMCell steps", r["fast"], r["cell"], "chars/s",
+        ratio=r["fast"] / r["cell"])
+    row("sample", f"sample batch 1 {where}: generic step path", r["generic"], r["lstm"], "chars/s",
+        ratio=r["generic"] / r["lstm"], note="(Sampler(fast=False): model.step + pick)")
+    threads = CORES if args.device == "cpu" else 1
+    torch.set_num_threads(threads)
+    n256 = int(200 * scale)
+    r = interleave({
+        "fast": lambda: charforge_sampling(fast, 256, n256, args.device),
+        "lstm": lambda: plain_step_loop(plain, 256, n256, args.device)}, args.rounds)
+    where = f"{threads} thr" if args.device == "cpu" else args.device
+    row("sample", f"sample batch 256 {where} vs nn.LSTM steps", r["fast"], r["lstm"], "chars/s", ">= 1.5x",
+        r["ratio"] >= 1.5, ratio=r["ratio"])
+
+
+# -- quality per wall-clock -----------------------------------------------------------------------
+
+def _run_child(cmd: list[str], env=None, log: Path | None = None) -> tuple[float, float, int]:
+    """(wall seconds, peak RSS in MB, exit status) of a child process."""
+    start = time.perf_counter()
+    out = open(log, "w") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if log:
+        out.close()
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, proc.returncode
+
+
+def bench_quality(args, runs: Path, ids) -> None:
+    minutes = args.quality_minutes
+    print(f"quality per wall-clock: validation loss after {minutes:g} minutes on tiny-shakespeare (last 10% held out)")
+    env = dict(os.environ, CHARFORGE_CACHE=str(runs / "cache"))
+    log = runs / "quality.log"
+    cmd = [str(CHARFORGE), "train", str(CORPUS), "--minutes", str(minutes), "--runs-dir", str(runs / "quality"),
+           "--name", "default", "--device", args.device]
+    wall, rss, status = _run_child(cmd, env, log)
+    events = [json.loads(line) for line in (runs / "quality" / "default" / "metrics.jsonl").read_text().splitlines()]
+    start = next(e for e in events if e["event"] == "start")
+    vals = [e for e in events if e["event"] == "validation"]
+    final = vals[-1]["val_loss"] if vals and status == 0 else math.nan
+    c = start["config"]
+    cfg = (f"{c['num_layers']}x{c['hidden_size']} {c['cell']} emb {c['embedding_dim']} b{c['batch_size']} "
+           f"s{c['seq_len']} lr {c['lr']:g} {c['schedule']}, {c['threads'] or 'auto'} thr")
+    train_ids, val_ids = split(ids, 0.1)
+    p = PLAIN_QUALITY
+    torch.set_num_threads(CORES if args.device == "cpu" else 1)
+    plain = PlainLoop(train_ids, p["kind"], p["layers"], p["hidden"], p["emb"], p["batch"], p["seq"], p["lr"],
+                      args.device)
+    plain.run(minutes * 60)
+    plain_loss = plain.evaluate(val_ids)
+    row("quality", f"val loss after {minutes:g} min (nats/char)", final, plain_loss, "nats", "<= 1.55",
+        final <= 1.55, note=f"charforge defaults: {cfg}; plain: {p['layers']}x{p['hidden']} lstm emb {p['emb']} "
+                            f"b{p['batch']} s{p['seq']} Adam {p['lr']:g}", ratio=None)
+    row("memory", "peak RSS of that training run (MB)", rss, None, "MB", note=f"wall {wall:.0f} s incl. start-up")
+
+
+# -- corpus preparation, start-up, --help ---------------------------------------------------------
+
+_PREPARE = """
+import sys, time
+t0 = time.perf_counter()
+from charforge.corpora import load_corpus
+from charforge.plugins import Registry, make_plugin_manager
+t1 = time.perf_counter()
+corpus = load_corpus(sys.argv[1], Registry(make_plugin_manager()))
+print(time.perf_counter() - t1, len(corpus.ids))
+"""
+
+_START = """
+import sys, time
+wall0 = float(sys.argv[2])
+t0 = time.perf_counter()
+from charforge.config import TrainConfig
+from charforge.hookspecs import hookimpl
+from charforge.plugins import make_plugin_manager
+from charforge.trainer import Trainer
+t1 = time.perf_counter()
+
+class Started:
+    @hookimpl
+    def on_train_start(self, trainer):
+        print(time.time() - wall0, time.perf_counter() - t1, t1 - t0, flush=True)
+        trainer.request_stop("measured")
+
+pm = make_plugin_manager(extra=[Started()], block=["console"])
+Trainer(TrainConfig(corpus=sys.argv[1], steps=1, sample_length=0), pm=pm, runs_root=sys.argv[3]).run()
+"""
+
+
+def bench_corpus(args, runs: Path) -> None:
+    print("corpus preparation: 100 MB (tiny-shakespeare repeated), a fresh encoding cache")
+    big = runs / "big.txt"
+    data = CORPUS.read_bytes()
+    with open(big, "wb") as f:
+        for _ in range(100_000_000 // len(data)):
+            f.write(data)
+        f.write(data[: 100_000_000 % len(data)])
+    env = dict(os.environ, CHARFORGE_CACHE=str(runs / "cache-big"))
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", _PREPARE, str(big)], env=env, stdout=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    total = time.perf_counter() - start
+    prep = float(output.split()[0]) if status == 0 else math.nan
+    row("corpus", "prepare 100 MB: read, vocabulary, encode, cache (s)", prep, None, "s", "< 30 s", prep < 30,
+        note=f"({total:.1f} s with interpreter and imports)")
+    peak = usage.ru_maxrss / 1024
+    row("corpus", "prepare 100 MB: peak memory (MB)", peak, None, "MB", "< 2048", peak < 2048)
+    lines = subprocess.run([sys.executable, "-c", _START, str(big), repr(time.time()), str(runs / "start")],
+                           env=env, capture_output=True, text=True, cwd=REPO).stdout.split()
+    since_launch, trainer_init, imports = (float(x) for x in lines[:3])
+    row("corpus", "second run: launch to first training step (s)", since_launch, None, "s", "< 2 s",
+        since_launch < 2, note=f"imports {imports:.2f} s, Trainer set-up {trainer_init:.2f} s")
+
+
+def bench_help() -> None:
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        subprocess.run([str(CHARFORGE), "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    row("cli", "charforge --help (s, median of 5)", statistics.median(times), None, "s", "< 0.3 s",
+        statistics.median(times) < 0.3)
+
+
+# -- the report -----------------------------------------------------------------------------------
+
+def machine(device: str) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {CORES} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; " \
+           f"Python {platform.python_version()}, torch {torch.__version__}"
+    if torch.device(device).type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name()} (cuDNN {torch.backends.cudnn.version()})"
+    return text
+
+
+def table() -> str:
+    lines = ["| case | charforge | reference | unit | ratio | target | | load |",
+             "| --- | ---: | ---: | --- | ---: | --- | --- | ---: |"]
+    for r in ROWS:
+        ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        note = f" {r['note']}" if r["note"] else ""
+        lines.append(f"| {r['case']}{note} | {_num(r['charforge'])} | {_num(r['reference'])} | {r['unit']} | "
+                     f"{ratio} | {r['target']} | {_ok(r['ok'])} | {r['load']:.1f} |")
+    return "\n".join(lines)
+
+
+def write_results(args, started: float, load_before) -> None:
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"""# Benchmark results
+
+Written by `benchmarks/bench.py{' ' + ' '.join(sys.argv[1:]) if sys.argv[1:] else ''}` on {when}, in {
+        (time.perf_counter() - started) / 60:.0f} minutes.
+
+Machine: {machine(args.device)}; device {args.device}.
+Load average (1, 5, 15 min) before: {', '.join(f'{x:.1f}' for x in load_before)}; after: {
+        ', '.join(f'{x:.1f}' for x in os.getloadavg())}. The load column is the 1-minute load when
+the row was measured: on this 2-core machine anything above about 1 means other work shared the
+cores, which slows both sides of a ratio alike but lowers the absolute figures.
+
+"charforge" and "reference" run the same model; the reference is plain PyTorch as a user
+writes it (see the docstring of `bench.py`); ratio = charforge / reference (for the
+phased-lstm rows: phased-lstm / fused lstm). Training rows time the real `Trainer` from its
+first step to its last, validation excluded.
+
+{table()}
+"""
+    out = Path(args.out)
+    out.write_text(text)
+    print(f"wrote {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--only", default="train,phased,sample,quality,corpus,help",
+                        help="comma-separated sections to run")
+    parser.add_argument("--seconds", type=float, default=4.0, help="seconds per training measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per case")
+    parser.add_argument("--quality-minutes", type=float, default=QUALITY_MINUTES)
+    parser.add_argument("--quick", action="store_true", help="1 round of 2 s, no quality runs")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--no-write", action="store_true", help="print the table only")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 2.0, 1
+        args.only = ",".join(s for s in args.only.split(",") if s != "quality")
+    if not CORPUS.is_file():
+        sys.exit(f"bench: {CORPUS} is missing (clone with shared/ beside the repository)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench: --device cuda, but PyTorch sees no CUDA GPU")
+    os.environ.setdefault("CHARFORGE_CORPUS_DIR", str(CORPUS.parent))
+    started, load_before = time.perf_counter(), os.getloadavg()
+    sections = args.only.split(",")
+    print(machine(args.device))
+    text = CORPUS.read_text()
+    vocab = Vocab.from_text(text)
+    ids = vocab.encode(text)
+    with tempfile.TemporaryDirectory(prefix="charforge-bench-") as tmp:
+        runs = Path(tmp)
+        os.environ["CHARFORGE_CACHE"] = str(runs / "cache")
+        if "train" in sections:
+            bench_train(args, runs, ids)
+        if "phased" in sections:
+            bench_phased(args, runs)
+        if "sample" in sections:
+            bench_sample(args, vocab)
+        if "quality" in sections:
+            bench_quality(args, runs, ids)
+        if "corpus" in sections:
+            bench_corpus(args, runs)
+        if "help" in sections:
+            bench_help()
+    print()
+    print(table())
+    if not args.no_write:
+        write_results(args, started, load_before)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""What the TUI commands of ``charforge.cli`` run: build a source, a screen, and the app."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from charforge import runs
+from charforge.config import TrainConfig
+from charforge.errors import CharforgeError
+
+LAG_LOG = "CHARFORGE_TUI_LAG_LOG"  # a file to write the UI lag measured in this session to
+
+
+def run_app(make_screen) -> None:
+    from charforge.tui.app import CharforgeApp
+
+    app = CharforgeApp(make_screen, lag_log=os.environ.get(LAG_LOG))
+    message = app.run()
+    if message:
+        click.echo(message)
+
+
+def child_args(ctx: click.Context) -> list[str]:
+    """The ``charforge train`` arguments that reproduce this invocation, less --tui and --quiet."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.name in ("tui", "quiet") or value is None:
+            continue
+        if isinstance(param, click.Argument):
+            args.insert(0, str(value))
+        elif param.is_flag and param.secondary_opts:
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            if value:
+                args.append(param.opts[0])
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                args += [param.opts[0], str(key), str(item)]
+        else:
+            args += [param.opts[0], str(value)]
+    return args
+
+
+def train(ctx: click.Context) -> None:
+    """``charforge train ... --tui``: training in a child process, on the training screen."""
+    from charforge.tui.sources.process import TrainProcess
+
+    params = ctx.params
+    run_dir = None
+    if params.get("resume"):
+        target = Path(params["resume"])
+        run_dir = runs.run_dir_of(target) if target.is_file() else (
+            target.parent if target.name == runs.CHECKPOINTS else target)
+        if not (run_dir / runs.CONFIG).exists():
+            raise CharforgeError(f"{params['resume']} is not a run directory or a checkpoint in one.")
+    elif params.get("corpus") is None:
+        raise click.UsageError("give a CORPUS to train on, or --resume a run.")
+    else:  # the child would reject these too, but a one-line error beats a screen that says "failed"
+        overrides = {k: v for k, v in params.items()
+                     if v is not None and k in TrainConfig.__dataclass_fields__ and k != "corpus"}
+        TrainConfig(corpus=params["corpus"], **overrides).check()
+    source = TrainProcess(child_args(ctx), runs_dir=params.get("runs_dir") or "runs", run_dir=run_dir,
+                          name=params.get("name"))
+    run_app(lambda: _train_screen(source))
+
+
+def _train_screen(source):
+    from charforge.tui.screens.train import TrainScreen
+
+    return TrainScreen(source)
+
+
+def watch(run_dir: str) -> None:
+    """``charforge watch RUN_DIR``: follow a run started elsewhere; quitting leaves it going."""
+    from charforge.tui.sources.tail import AttachedRun
+
+    source = AttachedRun(run_dir)
+    run_app(lambda: _train_screen(source))
+
+
+def sample(target: str, which: str, device: str, prompt: str, length: int, temperature: float, top_k: int,
+           top_p: float, seed: int | None) -> None:
+    """``charforge sample CHECKPOINT --tui``: the sampling screen, starting from these settings."""
+    from charforge.tui.models import CheckpointModels
+    from charforge.tui.screens.sample import SampleScreen
+    from charforge.tui.settings import SampleSettings
+
+    models = CheckpointModels(target, device=device, which=which)
+    settings = SampleSettings(temperature, top_k, top_p, length, -1 if seed is None else seed).clamped()
+    run_app(lambda: SampleScreen(models, settings, prompt))

@@ -1,0 +1,89 @@
+"""What the sampling screen samples from: checkpoints, loaded lazily (torch is imported on first use).
+
+A model source offers ``choices()`` (checkpoint names) and ``load(choice)``, which returns a
+model with ``stream(prompt, settings, seed)`` yielding one character at a time. Tests inject
+a fake with the same three methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from charforge import runs
+from charforge.errors import CharforgeError
+from charforge.tui.settings import SampleSettings
+
+
+@dataclass
+class LoadedModel:
+    """A checkpoint ready to sample from."""
+
+    name: str  # what labels its samples, e.g. "best · step 1200"
+    sampler: object
+    vocab_size: int
+
+    def stream(self, prompt: str, settings: SampleSettings, seed: int) -> Iterator[str]:
+        from charforge.sampler import SampleOptions
+
+        options = SampleOptions(settings.length, settings.temperature, settings.top_k, settings.top_p)
+        chars = self.sampler.vocab.chars
+        for token in self.sampler.tokens(prompt, options, 1, seed, drop_unknown=True):
+            yield chars[int(token[0])]
+
+    def known(self, prompt: str) -> str:
+        """The prompt as the model reads it: characters it does not know are dropped."""
+        index = self.sampler.vocab.index
+        return "".join(c for c in prompt if c in index)
+
+
+class CheckpointModels:
+    """The checkpoints of a run directory (best, latest, step-N), or one checkpoint file."""
+
+    def __init__(self, target: str | Path, device: str = "cpu", which: str = "best"):
+        self.target = Path(target)
+        self.device = device
+        if self.target.is_dir():
+            folder = self.target / runs.CHECKPOINTS if (self.target / runs.CHECKPOINTS).is_dir() else self.target
+            self.folder, self.run_dir = folder, runs.run_dir_of(folder / "x.safetensors")
+        elif self.target.exists():
+            self.folder, self.run_dir = self.target.parent, runs.run_dir_of(self.target)
+        else:
+            raise CharforgeError(f"checkpoint {target} does not exist.")
+        choices = self.choices()
+        if not choices:
+            raise CharforgeError(f"{target} holds no checkpoint yet.")
+        self.default = which if which in choices else choices[0]
+
+    def choices(self) -> list[str]:
+        if self.target.is_file():
+            return [self.target.stem]
+        names = sorted(p.stem for p in self.folder.glob("*.safetensors"))
+        first = [n for n in ("best", "latest") if n in names]
+        return first + sorted((n for n in names if n not in first), reverse=True)
+
+    @property
+    def save_dir(self) -> Path:
+        return self.run_dir / "samples"
+
+    def load(self, choice: str) -> LoadedModel:
+        from charforge.checkpoint import load_model
+        from charforge.plugins import Registry, make_plugin_manager
+        from charforge.sampler import Sampler
+        from charforge.trainer import pick_device
+
+        path = self.target if self.target.is_file() else self.folder / f"{choice}.safetensors"
+        device = pick_device(self.device)
+        model, vocab, ckpt = load_model(path, Registry(make_plugin_manager()), device)
+        return LoadedModel(f"{choice} · step {ckpt.meta['step']}", Sampler(model, vocab, device), len(vocab))
+
+
+def sample_latest(run_dir: str | Path, length: int = 200, temperature: float = 0.8) -> tuple[str, str]:
+    """(title, text): a sample from a run's latest checkpoint, for the training screen's "sample now"."""
+    import random
+
+    model = CheckpointModels(run_dir, which="latest").load("latest")
+    seed = random.randrange(2**31)
+    text = "".join(model.stream("", SampleSettings(temperature=temperature, length=length), seed))
+    return f"sample now · {model.name} · T {temperature:.1f} · seed {seed}", text

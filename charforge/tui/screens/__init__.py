@@ -1,0 +1,1 @@
+"""The TUI's screens: training (live or attached) and sampling."""

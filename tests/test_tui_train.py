@@ -1,0 +1,199 @@
+"""The training screen, driven with Pilot against scripted event sources."""
+
+import asyncio
+import json
+
+from charforge.tui.app import CharforgeApp
+from charforge.tui.fakes import ScriptedSource, scripted_run, step_event
+from charforge.tui.screens.train import TrainScreen
+from charforge.tui.sources.tail import AttachedRun
+from charforge.tui.widgets.figures import Figures
+from charforge.tui.widgets.loss_plot import LossPlot
+from charforge.tui.widgets.sample_log import SampleLog
+
+SIZE = (120, 36)
+
+
+def make_app(source, **kw):
+    return CharforgeApp(lambda: TrainScreen(source, poll_interval=0.05, redraw_interval=0.1, **kw))
+
+
+async def settle(pilot, seconds=0.15):
+    """Let timers fire and the plot's build thread finish."""
+    await pilot.pause(seconds)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def figures_text(app) -> str:
+    return str(app.screen.query_one(Figures).render())
+
+
+def log_text(app) -> str:
+    return "\n".join(line.text for line in app.screen.query_one(SampleLog).lines)
+
+
+def test_metrics_arriving_move_the_plot_and_figures():
+    source = ScriptedSource(scripted_run(100))
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            screen, plot = app.screen, app.screen.query_one(LossPlot)
+            assert screen.state == "running" and screen.history.step == 100
+            assert "100" in figures_text(app) and "123k" in figures_text(app)
+            first, builds = plot.text, plot.builds
+            assert builds >= 1 and "train" in first
+            source.push(*(step_event(s, total=1000, loss=0.5) for s in range(110, 400, 10)))
+            await settle(pilot, 0.3)
+            assert screen.history.step == 390 and "390" in figures_text(app)
+            assert plot.builds > builds and plot.text != first
+            assert plot.train[-1] == (390, 0.5)
+            assert "39%" in str(screen.query_one("#bar").render()) or screen.history.progress == 0.39
+            assert "step 100" in log_text(app)  # the validation's sample
+            await pilot.press("b")
+            await settle(pilot, 0.3)
+            assert plot.unit == "bits/char" and plot.border_title == "loss (bits/char)"
+            assert abs(plot.train[-1][1] - 0.5 / 0.693147) < 1e-3
+
+    asyncio.run(go())
+
+
+def test_pause_resume_and_stop_reach_the_source():
+    source = ScriptedSource(scripted_run(50))
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            await pilot.press("p")
+            assert source.calls[-1] == "pause" and screen.state == "pausing"
+            source.push({"event": "checkpoint", "step": 50, "kind": "latest"},
+                        {"event": "end", "reason": "interrupted", "step": 50})
+            await settle(pilot)
+            assert screen.state == "paused" and "paused at step 50" in log_text(app)
+            assert "paused" in screen.sub_title
+            await pilot.press("p")
+            assert source.calls[-1] == "resume" and screen.state == "resuming"
+            source.push({"event": "start", "step": 50, "config": {"steps": 1000}}, step_event(60))
+            await settle(pilot)
+            assert screen.state == "running" and screen.history.step == 60
+            await pilot.press("s")
+            assert source.calls[-1] == "stop" and screen.state == "stopping"
+            source.push({"event": "end", "reason": "interrupted", "step": 60})
+            await settle(pilot)
+            assert screen.state == "ended"
+            await pilot.press("p")  # nothing runs any more: the key does nothing
+            assert source.calls.count("pause") == 1
+
+    asyncio.run(go())
+
+
+def test_quitting_a_run_the_tui_started_stops_it_and_waits_for_the_save():
+    source = ScriptedSource(scripted_run(30))
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("q")
+            assert source.calls[-1] == "stop" and app.screen.state == "quitting"
+            assert app.is_running
+            source.push({"event": "checkpoint", "step": 30, "kind": "latest"},
+                        {"event": "end", "reason": "interrupted", "step": 30})
+            await settle(pilot)
+        assert app.return_value.startswith("stopped at step 30; saved")
+        assert source.calls[-1] == "close"
+
+    asyncio.run(go())
+
+
+def test_quitting_while_attached_leaves_the_run_going(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in scripted_run(40)))
+
+    async def go():
+        app = make_app(AttachedRun(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            assert app.screen.state == "running"
+            assert app.screen.check_action("pause", ()) is False  # read-only: no controls shown
+            await pilot.press("q")
+        assert app.return_value.endswith(f"goes on training. Follow it again: charforge watch {tmp_path}")
+
+    asyncio.run(go())
+
+
+def test_attaching_to_a_finished_run_shows_its_history(tmp_path):
+    events = scripted_run(1000) + [{"event": "end", "reason": "budget spent", "step": 1000}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+    async def go():
+        app = make_app(AttachedRun(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            screen = app.screen
+            assert screen.state == "ended" and "budget spent" in screen.sub_title
+            assert len(screen.history.train) == 100 and len(screen.history.val) == 10
+            plot = screen.query_one(LossPlot)
+            assert plot.builds >= 1 and len(plot.train) <= plot.content_size.width
+            assert "1,000" in figures_text(app)
+            text = log_text(app)
+            assert "step 100 · validation" in text and "step 1000 · validation" in text
+            assert "the run ended at step 1,000: budget spent" in text
+
+    asyncio.run(go())
+
+
+def test_a_failure_is_shown():
+    source = ScriptedSource([{"event": "error", "message": "corpus nope.txt does not exist."}])
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            assert app.screen.state == "failed"
+            assert "training failed: corpus nope.txt does not exist." in log_text(app)
+
+    asyncio.run(go())
+
+
+def test_sample_now_writes_to_the_log():
+    source = ScriptedSource(scripted_run(100))
+    asked = []
+
+    def sample_now(run_dir):
+        asked.append(run_dir)
+        return "sample now · latest · step 100", "[bold]not markup[/bold] just text"
+
+    async def go():
+        app = make_app(source, sample_now=sample_now)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("n")
+            await settle(pilot)
+            assert [str(p) for p in asked] == ["runs/fake"]
+            assert "sample now · latest · step 100" in log_text(app)
+            assert "[bold]not markup[/bold] just text" in log_text(app)
+
+    asyncio.run(go())
+
+
+def test_ui_lag_while_events_stream_in():
+    """Keys reach the screen quickly while a fast run streams events and the plot keeps redrawing."""
+    source = ScriptedSource(scripted_run(10))
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            for i in range(10):
+                source.push(*(step_event(s) for s in range(20 + 50 * i, 70 + 50 * i, 10)))
+                await pilot.press("b")
+                await pilot.pause(0.05)
+            lag = app.lag.summary()["key_to_screen_ms"]
+            assert lag["n"] >= 10
+            assert lag["p50"] < 50, lag
+
+    asyncio.run(go())

@@ -1,0 +1,138 @@
+"""The TUI's pure parts: settings clamping, the run history, tailing metrics, the train command's child."""
+
+import json
+import math
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from charforge.errors import CharforgeError
+from charforge.tui.history import RunHistory, downsample
+from charforge.tui.settings import SampleSettings
+from charforge.tui.sources.tail import AttachedRun, MetricsTail
+from charforge.tui.fakes import scripted_run
+
+
+def test_temperature_steps_clamp_to_zero_and_five():
+    s = SampleSettings(temperature=0.2)
+    for _ in range(5):
+        s = s.nudge("temperature", -1)
+    assert s.temperature == 0.0
+    for _ in range(80):
+        s = s.nudge("temperature", 1)
+    assert s.temperature == 5.0
+    assert SampleSettings(temperature=0.7).nudge("temperature", 1).temperature == 0.8  # not 0.7999999
+
+
+def test_other_settings_clamp_and_show():
+    s = SampleSettings(top_k=1, top_p=0.1, length=20, seed=0)
+    s = s.nudge("top_k", -5).nudge("top_p", -5).nudge("length", -50).nudge("seed", -3)
+    assert (s.top_k, s.top_p, s.length, s.seed) == (0, 0.05, 10, -1)
+    assert s.shown("top_k") == "off" and s.shown("seed") == "random"
+    assert SampleSettings(temperature=0).shown("temperature") == "0.0 (greedy)"
+    assert SampleSettings(temperature=9, top_p=3, length=10**9).clamped() == SampleSettings(
+        temperature=5.0, top_p=1.0, length=5000)
+    assert "seed 42" in SampleSettings().label(42)
+
+
+def test_downsample_keeps_ends_and_means():
+    points = [(i, float(i)) for i in range(1001)]
+    small = downsample(points, 50)
+    assert len(small) == 50
+    assert small[-1] == (1000, 1000.0)
+    assert all(a[0] < b[0] for a, b in zip(small, small[1:]))
+    assert downsample(points[:10], 50) == points[:10]
+
+
+def test_history_follows_a_run():
+    h = RunHistory()
+    for event in scripted_run(300, total=1000):
+        h.add(event)
+    assert h.step == 300 and len(h.train) == 30 and len(h.val) == 3
+    assert h.progress == pytest.approx(0.3)
+    assert h.eta() == pytest.approx(300 * 0.06 * 0.7 / 0.3)
+    assert [s.step for s in h.samples] == [100, 200, 300]
+    assert h.best_val == min(v for _, v in h.val)
+    train_bits, _ = h.series(bits=True, limit=10)
+    assert len(train_bits) == 10 and train_bits[-1][1] == pytest.approx(h.train[-1][1] / math.log(2))
+    h.add({"event": "end", "reason": "budget spent", "step": 300})
+    assert h.ended == "budget spent"
+    # Resumed from an earlier checkpoint: the steps it redoes are dropped, not drawn twice.
+    h.add({"event": "start", "step": 200, "config": {}})
+    assert h.train[-1][0] == 200 and h.ended is None
+
+
+def test_tail_reads_only_complete_lines_and_survives_replacement(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    tail = MetricsTail(path)
+    assert tail.read() == []  # not there yet
+    path.write_text('{"event": "start"}\n{"event": "st')
+    assert tail.read() == [{"event": "start"}]
+    with open(path, "a") as f:
+        f.write('ep", "step": 1}\nnot json\n')
+    assert tail.read() == [{"event": "step", "step": 1}]
+    path.write_text('{"event": "end"}\n')  # shorter: a new file
+    assert tail.read() == [{"event": "end"}]
+
+
+def test_attach_needs_a_run_directory(tmp_path):
+    with pytest.raises(CharforgeError, match="not a run directory"):
+        AttachedRun(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"event": "start", "step": 0}) + "\n")
+    run = AttachedRun(tmp_path)
+    assert not run.owns_run and not run.can_control
+    assert run.poll() == [{"event": "start", "step": 0}]
+
+
+def test_train_tui_passes_every_option_to_the_child(monkeypatch, tmp_path):
+    from charforge import cli
+    from charforge.tui import commands
+
+    seen = {}
+    monkeypatch.setattr(commands, "run_app", lambda make_screen: seen.update(screen=make_screen()))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world\n" * 50)
+    result = CliRunner().invoke(cli.cli, [
+        "train", str(corpus), "--tui", "--hidden-size", "16", "--no-output-bias", "-c", "forget_bias", "2",
+        "--steps", "30", "--runs-dir", str(tmp_path / "runs"), "--name", "r1"])
+    assert result.exit_code == 0, result.output
+    source = seen["screen"].source
+    args = source.args
+    assert args[0] == str(corpus)
+    for pair in (["--hidden-size", "16"], ["-c", "forget_bias", "2"], ["--steps", "30"], ["--name", "r1"]):
+        assert any(args[i:i + len(pair)] == pair for i in range(len(args)))
+    assert "--no-output-bias" in args and "--tui" not in args and "--quiet" not in args
+    assert source.runs_dir == tmp_path / "runs"
+
+
+def test_train_tui_rejects_bad_values_before_any_screen(tmp_path):
+    from charforge import cli
+
+    result = CliRunner().invoke(cli.cli, ["train", "x.txt", "--tui", "--hidden-size", "0"])
+    assert result.exit_code != 0 and "--hidden-size" in result.output
+
+
+def test_core_never_imports_textual():
+    """Outside charforge/tui, nothing imports Textual; cli.py reaches the TUI only inside its commands."""
+    import ast
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import charforge
+
+    root = Path(charforge.__file__).parent
+    for path in root.rglob("*.py"):
+        if "tui" in path.relative_to(root).parts:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith(("textual", "charforge.tui")) or (
+                    path.name == "cli.py" and node not in tree.body), f"{path} imports {name}"
+    code = "import sys, charforge.cli; print(sorted(m for m in sys.modules if m.startswith(('textual', 'charforge.tui'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
