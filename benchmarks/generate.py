@@ -7,6 +7,9 @@ The model has random weights (trained for one step, so the checkpoint is a real 
 the Trainer and read back by ``charforge.load``); speed does not depend on what it learned.
 Next to charforge's batched engine the table shows, on the same weights, the plain loop a user
 writes by hand (``nn.LSTM`` called one step at a time, ``torch.multinomial``) for reference.
+Wall-clock chars/s is the figure that counts; chars per CPU-second of this process is printed
+beside it because, on a machine shared with other jobs, it is the steadier of the two (with one
+thread; with several it counts every thread's time).
 """
 
 from __future__ import annotations
@@ -40,44 +43,44 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_charforge(model, batch: int, length: int, repeats: int) -> float:
-    """chars/s of Model.generate for ``batch`` samples of ``length`` characters."""
+def timed(fn, chars: int, device: torch.device) -> tuple[float, float]:
+    """(chars per wall-clock second, chars per CPU-second of this process) of one call."""
+    sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    sync(device)
+    return chars / (time.perf_counter() - wall), chars / max(time.process_time() - cpu, 1e-9)
+
+
+def time_charforge(model, batch: int, length: int, repeats: int) -> tuple[float, float]:
+    """Best chars/s (wall, CPU) of Model.generate for ``batch`` samples of ``length`` characters."""
     prompts = [f"prompt {i}: " for i in range(batch)]
-    model.generate(prompts[:batch], length=min(length, 64), seed=0, batch_size=batch)  # warm-up
-    best = 0.0
-    for r in range(repeats):
-        sync(model.device)
-        start = time.perf_counter()
-        out = model.generate(prompts, length=length, seed=r, batch_size=batch)
-        sync(model.device)
-        elapsed = time.perf_counter() - start
-        assert sum(map(len, out)) == batch * length
-        best = max(best, batch * length / elapsed)
-    return best
+    model.generate(prompts, length=min(length, 64), seed=0, batch_size=batch)  # warm-up (and compile)
+    runs = [timed(lambda: model.generate(prompts, length=length, seed=r, batch_size=batch), batch * length,
+                  model.device) for r in range(repeats)]
+    return max(w for w, _ in runs), max(c for _, c in runs)
 
 
 @torch.inference_mode()
-def time_plain(model, batch: int, length: int, repeats: int) -> float:
-    """chars/s of the hand-written loop: nn.LSTM one step at a time, multinomial, same weights."""
+def time_plain(model, batch: int, length: int, repeats: int) -> tuple[float, float]:
+    """The hand-written loop: nn.LSTM one step at a time, multinomial, on the same weights."""
     dev, vocab_size = model.device, len(model.vocab)
     cell = model.model.layers[0]
     lstm = torch.nn.LSTM(vocab_size, cell.hidden_size, batch_first=True).to(dev)
     lstm.load_state_dict(cell.rnn.state_dict())
     head = model.model.head
-    best = 0.0
-    for r in range(repeats + 1):
-        gen = torch.Generator(dev).manual_seed(r)
+
+    def loop(n: int, seed: int) -> None:
+        gen = torch.Generator(dev).manual_seed(seed)
         x = torch.zeros(batch, dtype=torch.long, device=dev)
         h = None
-        sync(dev)
-        start = time.perf_counter()
-        for _ in range(length if r else min(length, 64)):
+        for _ in range(n):
             out, h = lstm(torch.nn.functional.one_hot(x, vocab_size).float().unsqueeze(1), h)
             x = torch.multinomial(head(out[:, 0]).softmax(-1), 1, generator=gen).squeeze(1)
-        sync(dev)
-        if r:
-            best = max(best, batch * length / (time.perf_counter() - start))
-    return best
+
+    loop(min(length, 64), 0)
+    runs = [timed(lambda: loop(length, r), batch * length, dev) for r in range(repeats)]
+    return max(w for w, _ in runs), max(c for _, c in runs)
 
 
 def main() -> None:
@@ -105,17 +108,19 @@ def main() -> None:
         except OSError:
             pass
         print()
-        print("| threads | engine | batch 1 chars/s | batch 256 chars/s | batch 256 / batch 1 |")
-        print("|---|---|---|---|---|")
+        print("| threads | engine | batch 1 chars/s | batch 256 chars/s | batch 256 / batch 1 "
+              "| per CPU-second: batch 1 | batch 256 | ratio |")
+        print("|---|---|---|---|---|---|---|---|")
         for n in threads:
             torch.set_num_threads(n)
             rows = [("charforge generate", time_charforge)]
             if not args.no_plain:
                 rows.append(("plain nn.LSTM step loop", time_plain))
             for name, fn in rows:
-                one = fn(model, 1, args.length1, args.repeats)
-                many = fn(model, 256, args.length256, args.repeats)
-                print(f"| {n} | {name} | {one:,.0f} | {many:,.0f} | {many / one:.1f}x |")
+                (one, one_cpu) = fn(model, 1, args.length1, args.repeats)
+                (many, many_cpu) = fn(model, 256, args.length256, args.repeats)
+                print(f"| {n} | {name} | {one:,.0f} | {many:,.0f} | {many / one:.1f}x "
+                      f"| {one_cpu:,.0f} | {many_cpu:,.0f} | {many_cpu / one_cpu:.1f}x |")
                 sys.stdout.flush()
 
 

@@ -379,10 +379,14 @@ def restore_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer, device
         if key in _PARAM_SHAPED and tensor.dim() and tuple(tensor.shape) != shapes[int(idx)]:
             fail(f"optimizer state {name!r} has shape {tuple(tensor.shape)}, its parameter {shapes[int(idx)]}")
         state.setdefault(int(idx), {})[key] = tensor.to(device) if key != "step" else tensor
+    tensor_keys = {key for entry in state.values() for key in entry}
     for idx, entry in meta.get("optimizer_scalars", {}).items():
         if not (idx.isdigit() and int(idx) in shapes and isinstance(entry, dict)
                 and all(_is(v, (*_NUMBER, bool, str, type(None))) for v in entry.values())):
             fail(f"optimizer scalars for parameter {idx!r} are not a JSON object of numbers")
+        if entry.keys() & tensor_keys:  # e.g. Adam's step: a tensor, never a plain number
+            fail(f"optimizer state {sorted(entry.keys() & tensor_keys)[0]!r} of parameter {idx} is a number "
+                 f"where the other parameters hold a tensor")
         state.setdefault(int(idx), {}).update(entry)
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
@@ -391,11 +395,10 @@ def restore_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer, device
 
 
 def _compatible(saved, fresh) -> bool:
-    """Same JSON shape: numbers for numbers, lists of the same length, None for optional flags."""
-    if fresh is None or saved is None:  # torch's "decide for me" flags (foreach, fused) are None or bools
-        return isinstance(saved, (bool, type(None))) and isinstance(fresh, (bool, type(None)))
-    if isinstance(fresh, bool) or isinstance(saved, bool):
-        return type(saved) is type(fresh)
+    """A stored optimizer setting fits the freshly built one: flags (bools, None) are equal, since the
+    configuration fixes them; numbers are finite numbers; lists have the same length and shape."""
+    if fresh is None or isinstance(fresh, bool) or saved is None or isinstance(saved, bool):
+        return saved is fresh or (type(saved) is type(fresh) and saved == fresh)
     if isinstance(fresh, _NUMBER):
         return isinstance(saved, _NUMBER) and math.isfinite(saved)
     if isinstance(fresh, list):

@@ -204,7 +204,7 @@ def watch(run_dir):
                    "or --prompts, prompts come from stdin when it is not a terminal.")
 @click.option("-n", "--num-samples", default=1, show_default=True, type=int, help="Samples per prompt.")
 @click.option("--length", default=500, show_default=True, type=int, help="Characters to generate at most.")
-@click.option("-t", "--temperature", default="1.0", show_default=True,
+@click.option("-t", "--temperature", default="1.0", show_default=True, metavar="T[,T...]",
               help="A temperature, or a comma-separated list to sweep (each prompt at each). 0 is greedy.")
 @click.option("--top-k", default=0, type=int, help="Sample among the k most likely characters (0: all).")
 @click.option("--top-p", default=1.0, type=float, help="Sample among the most likely characters holding "
@@ -264,12 +264,13 @@ def generate(checkpoint, prompt_texts, prompts_file, num_samples, length, temper
     engine = gen.BatchGenerator(model, vocab, dev, batch_size, drop_unknown)
     show = progress if progress is not None else sys.stderr.isatty()
     bar = gen.Progress(*gen.total_work(requests)) if show else None
+    results = engine.run(requests, seed, bar)  # checks every prompt (unknown characters...) first
     try:
         out = open(output, "w", encoding="utf-8") if output and output != "-" else sys.stdout
     except OSError as exc:
         raise CharforgeError(f"cannot write {output}: {exc.strerror or exc}.") from None
     try:
-        gen.write_results(engine.run(requests, seed, bar), out, fmt)
+        gen.write_results(results, out, fmt)
     finally:
         if bar is not None:
             bar.close()

@@ -12,17 +12,19 @@ and refills free rows from the queue as samples finish.
   therefore never depend on which other rows share its batch, on the batch size or on the
   order of the prompts. Each step turns a row's uniform number into a character by inverse-CDF
   sampling over that row's own (temperature, top-k, top-p) distribution.
-* **Throughput.** Everything runs under ``torch.inference_mode()``. The per-step loop issues
-  only tensor operations (model step, pick); tokens are copied to the host once per round of
-  :data:`ROUND` steps and turned into text per row with one vectorised lookup, never per
-  character. Stop strings are searched per row per round with ``str.find``.
+* **Throughput.** Everything runs under ``torch.inference_mode()``. For the built-in fused
+  cells a round of :data:`ROUND` steps is one call of a TorchScript loop (:func:`fast_rows`, on
+  the raw weights the sampler's :class:`~charforge.sampler.FastPlan` extracts); other cells run
+  ``model.step`` from Python, with nothing else per step. Tokens are copied to the host once per
+  round and turned into text per row with one vectorised lookup, never per character; stop
+  strings are searched per row per round with ``str.find``.
 
 One caveat is outside any sampler's control: matrix-multiply libraries may round the last
 bit of a row differently for different batch sizes (MKL does below 12 rows), so when a row's
 uniform number falls within about 1e-7 of a boundary between two characters, batch 1 and
 batch 256 could pick different characters. On a 1 x 512 LSTM, 96 samples of 300 characters
-came out identical at batch sizes 1, 5 and 256; a run repeated with the same batch size,
-prompts and seed is identical bit for bit.
+came out identical at batch sizes 1, 5 and 256; a run repeated with the same requests, batch
+size and seed is identical bit for bit.
 """
 
 from __future__ import annotations
@@ -36,18 +38,20 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from charforge.cell import State
 from charforge.errors import CharforgeError
 from charforge.model import CharModel
-from charforge.sampler import SampleOptions
+from charforge.sampler import _KINDS, FastPlan, SampleOptions
 from charforge.vocab import Vocab
 
 ROUND = 64  # steps between host synchronisations (token copies, stop checks, refills)
+_FAST_KINDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}  # the kind codes fast_rows dispatches on
 LN2 = math.log(2)
 _NO_TOP_P = 2.0  # a top-p that never drops anything, for rows without nucleus sampling
 
@@ -188,55 +192,196 @@ def uniforms(keys: Tensor, start: Tensor, n: int) -> Tensor:
 
 # -- picking the next character of many rows at once --------------------------------------------------
 
-class _Plan:
-    """The per-row sampling settings of the rows in a batch, as tensors, and shortcuts.
+def choose_rows(logits: Tensor, u: Tensor, temps: Optional[Tensor], kth: Optional[Tensor],
+                top_p: Optional[Tensor], greedy: Optional[Tensor], all_greedy: bool) -> Tensor:
+    """Next tokens (rows,) from logits (rows, vocab), each row with its own settings and uniform.
 
-    Work no row needs is skipped (temperature when all are at 1, the filters when no row uses
-    them); what is skipped leaves those rows' numbers exactly as the full path would, so a
-    row's result never depends on its neighbours.
+    ``u`` (rows, 1) holds each row's uniform number; ``temps`` (rows, 1) the temperatures (None:
+    all 1); ``kth`` (rows, 1) the index of each row's k-th largest logit (None: no top-k);
+    ``top_p`` (rows, 1) (None: no nucleus; 2 for a row without one); ``greedy`` (rows,) rows
+    that take the most likely character. What a row's settings do not ask for leaves its numbers
+    exactly as the full computation would, so a row's result never depends on its neighbours.
+    TorchScript-compatible: the compiled loop calls it too.
     """
+    if all_greedy:
+        return logits.argmax(dim=-1)
+    x = logits
+    if temps is not None:
+        # Shifted so that the largest logit is 0: a tiny temperature then gives 0 and -inf, never
+        # inf - inf = nan. (softmax shifts the same way, so rows at temperature 1 are unchanged.)
+        # Divided by a tensor, never a Python scalar: some devices divide by a scalar through its
+        # reciprocal, which would round differently from per-row division.
+        x = (x - x.amax(dim=-1, keepdim=True)) / temps
+    if kth is not None:
+        kth_value = x.sort(dim=-1, descending=True)[0].gather(1, kth)
+        x = x.masked_fill(x < kth_value, float("-inf"))
+    probs = x.softmax(dim=-1)
+    if top_p is not None:
+        sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
+        drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
+        drop[:, 0] = False  # the most likely character always stays, whatever the top-p
+        probs = probs.masked_fill(drop.scatter(1, order, drop), 0.0)
+    cdf = probs.cumsum(dim=-1)
+    # The first character whose cumulative probability passes u: the count of those that do not.
+    # u < 1 - 2^-20 keeps it below the vocabulary size (and a NaN row gives 0, not a crash).
+    token = (cdf <= u * cdf[:, -1:]).sum(dim=-1)
+    if greedy is not None:
+        token = torch.where(greedy, logits.argmax(dim=-1), token)
+    return token
+
+
+class _Plan:
+    """The per-row sampling settings of the rows in a batch, as the tensors :func:`choose_rows` takes."""
 
     def __init__(self, settings: Sequence[Settings], vocab_size: int, device: torch.device):
         greedy = [s.is_greedy for s in settings]
         self.all_greedy = all(greedy)
-        self.any_greedy = any(greedy)
-        self.greedy = torch.tensor(greedy, device=device) if self.any_greedy else None
-        # Always a tensor (never a Python scalar) when dividing: some devices divide by a scalar
-        # through its reciprocal, which would round differently from per-row division.
+        self.greedy = torch.tensor(greedy, device=device) if any(greedy) and not self.all_greedy else None
         temps = [1.0 if g else float(s.temperature) for s, g in zip(settings, greedy)]
         self.temps = torch.tensor([[t] for t in temps], device=device) if any(t != 1 for t in temps) else None
         ks = [s.top_k if 0 < s.top_k < vocab_size else vocab_size for s in settings]
-        self.any_top_k = any(k < vocab_size for k in ks)
-        self.kth = torch.tensor([[k - 1] for k in ks], device=device) if self.any_top_k else None
-        ps = [s.top_p if s.top_p < 1 else _NO_TOP_P for s in settings]
-        self.any_top_p = any(p < 1 for p in ps)
-        self.top_p = torch.tensor([[p] for p in ps], device=device) if self.any_top_p else None
+        self.kth = torch.tensor([[k - 1] for k in ks], device=device) if any(k < vocab_size for k in ks) else None
+        ps = [float(s.top_p) if s.top_p < 1 else _NO_TOP_P for s in settings]
+        self.top_p = torch.tensor([[p] for p in ps], device=device) if any(p < 1 for p in ps) else None
 
     def choose(self, logits: Tensor, u: Tensor) -> Tensor:
         """Next tokens (rows,) from logits (rows, vocab) and one uniform number per row, (rows, 1)."""
-        if self.all_greedy:
-            return logits.argmax(dim=-1)
-        x = logits
-        if self.temps is not None:
-            # Shifted so that the largest logit is 0: a tiny temperature then gives 0 and -inf,
-            # never inf - inf = nan. (softmax shifts the same way, so rows at 1 are unchanged.)
-            x = (x - x.amax(dim=-1, keepdim=True)) / self.temps
-        if self.any_top_k:
-            kth = x.sort(dim=-1, descending=True).values.gather(1, self.kth)
-            x = x.masked_fill(x < kth, float("-inf"))
-        probs = x.softmax(dim=-1)
-        if self.any_top_p:
-            sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
-            drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= self.top_p
-            drop[:, 0] = False  # the most likely character always stays, whatever the top-p
-            probs = probs.masked_fill(drop.scatter(1, order, drop), 0.0)
-        cdf = probs.cumsum(dim=-1)
-        # The first character whose cumulative probability passes u: the count of those that do
-        # not. u < 1 - 2^-20 keeps it below the vocabulary size (and a NaN row gives 0, not a crash).
-        token = (cdf <= u * cdf[:, -1:]).sum(dim=-1)
-        if self.any_greedy:
-            token = torch.where(self.greedy, logits.argmax(dim=-1), token)
-        return token
+        return choose_rows(logits, u, self.temps, self.kth, self.top_p, self.greedy, self.all_greedy)
+
+
+def fast_rows(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor,
+              w_ih: List[Tensor], w_hh: List[Tensor], b_ih: List[Optional[Tensor]], b_hh: List[Optional[Tensor]],
+              head_w: Tensor, head_b: Optional[Tensor], noise: Tensor, temps: Optional[Tensor],
+              kth: Optional[Tensor], top_p: Optional[Tensor], greedy: Optional[Tensor], all_greedy: bool,
+              out: Tensor) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+    """``n`` steps of a stack of built-in fused cells (the weights of :class:`~charforge.sampler.FastPlan`),
+    each row picking with its own settings and uniforms ``noise`` (n, rows, 1); tokens go to ``out``
+    (n, rows). The cell calls are those of the sampler's fast loop: layer 0's input projection is a
+    row of ``table``, passed as the bias of an input with no columns."""
+    batch = token.shape[0]
+    no_x = torch.empty([batch, 0], dtype=table.dtype, device=table.device)
+    no_w = torch.empty([table.shape[1], 0], dtype=table.dtype, device=table.device)
+    for i in range(n):
+        x = no_x
+        for layer in range(len(hs)):
+            if layer == 0:
+                wi, bi = no_w, table.index_select(0, token)
+            else:
+                wi, bi = w_ih[layer], b_ih[layer]
+            if kind == 0:
+                h, c = torch.lstm_cell(x, [hs[layer], cs[layer]], wi, w_hh[layer], bi, b_hh[layer])
+                cs[layer] = c
+            elif kind == 1:
+                h = torch.gru_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+            elif kind == 2:
+                h = torch.rnn_tanh_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+            else:
+                h = torch.rnn_relu_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+            hs[layer] = h
+            x = h
+        token = choose_rows(F.linear(x, head_w, head_b), noise[i], temps, kth, top_p, greedy, all_greedy)
+        out[i] = token
+    return token, hs, cs
+
+
+def big_rows(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor, ih: list,
+             hh: list, head, noise: Tensor, temps: Optional[Tensor], kth: Optional[Tensor], top_p: Optional[Tensor],
+             greedy: Optional[Tensor], all_greedy: bool, out: Tensor) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
+    """:func:`fast_rows` for many rows: the products through the sampler's oneDNN-packed weights
+    (:meth:`FastPlan.packed`, about 1.3x faster than BLAS there), the gate arithmetic as
+    ``torch.*_cell`` does it, as the sampler's ``big_batch_steps``. Plain Python: at this size a
+    step costs milliseconds."""
+    for i in range(n):
+        x = table  # unused for layer 0
+        for layer in range(len(hs)):
+            gi = table.index_select(0, token) if layer == 0 else ih[layer](x)
+            gh = hh[layer](hs[layer])
+            if kind == 0:
+                ig, fg, cg, og = gh.add_(gi).chunk(4, 1)
+                ig, fg, cg, og = ig.sigmoid_(), fg.sigmoid_(), cg.tanh_(), og.sigmoid_()
+                c = (fg * cs[layer]).add_(ig * cg)
+                h = og * c.tanh()
+                cs[layer] = c
+            elif kind == 1:
+                ir, iz, in_ = gi.chunk(3, 1)
+                hr, hz, hn = gh.chunk(3, 1)
+                r, z = hr.add_(ir).sigmoid_(), hz.add_(iz).sigmoid_()
+                new = in_.add(hn.mul_(r)).tanh_()
+                h = (hs[layer] - new).mul_(z).add_(new)
+            else:
+                pre = gh.add_(gi)
+                h = pre.tanh_() if kind == 2 else pre.relu_()
+            hs[layer] = h
+            x = h
+        token = choose_rows(head(x), noise[i], temps, kth, top_p, greedy, all_greedy)
+        out[i] = token
+    return token, hs, cs
+
+
+_compiled: dict[str, Any] = {}
+
+
+def _compiled_fast_rows():
+    """:func:`fast_rows` compiled by TorchScript once per process; the same function in Python when
+    that fails or ``CHARFORGE_SAMPLER_JIT=0`` (the same results either way)."""
+    if "fn" not in _compiled:
+        fn = fast_rows
+        if os.environ.get("CHARFORGE_SAMPLER_JIT", "1") != "0":
+            try:
+                import warnings
+
+                with warnings.catch_warnings():  # TorchScript is deprecated, not gone; it still pays here
+                    warnings.simplefilter("ignore")
+                    fn = torch.jit.script(fast_rows)
+            except Exception:  # noqa: BLE001 - any failure to compile leaves the Python loop
+                fn = fast_rows
+        _compiled["fn"] = fn
+    return _compiled["fn"]
+
+
+class _Stepper:
+    """Runs ``n`` steps of a batch: the compiled loop for built-in fused cells, else ``model.step``."""
+
+    def __init__(self, model: CharModel):
+        self.model = model
+        self.fast = FastPlan.of(model) if _KINDS == _FAST_KINDS else None
+        self.lstm = self.fast is not None and self.fast.kind == _FAST_KINDS["lstm"]
+        self._packed: tuple[int, Any] = (0, None)
+
+    def packed(self, rows: int):
+        """The oneDNN-packed weights for this many rows (None below the sampler's ``BIG_BATCH``), kept
+        until the batch changes size."""
+        if self._packed[0] != rows:
+            self._packed = (rows, self.fast.packed(rows) if hasattr(self.fast, "packed") else None)
+        return self._packed[1]
+
+    def __call__(self, n: int, token: Tensor, state: list[State], t: Tensor | None, noise: Tensor,
+                 plan: _Plan) -> tuple[Tensor, list[State], Tensor]:
+        """(last tokens, new state, tokens (n, rows)) after ``n`` steps; ``noise`` is (n, rows, 1)."""
+        out = torch.empty((n, token.shape[0]), dtype=torch.int64, device=token.device)
+        fast = self.fast
+        if fast is not None:
+            hs = [s[0] for s in state]
+            cs = [s[1] for s in state] if self.lstm else []
+            packed = self.packed(len(token))
+            if packed is not None:
+                token, hs, cs = big_rows(fast.kind, n, token, hs, cs, fast.table, *packed, noise, plan.temps,
+                                         plan.kth, plan.top_p, plan.greedy, plan.all_greedy, out)
+            else:
+                token, hs, cs = _compiled_fast_rows()(
+                    fast.kind, n, token, hs, cs, fast.table, fast.w_ih, fast.w_hh, fast.b_ih, fast.b_hh,
+                    fast.head_w, fast.head_b, noise, plan.temps, plan.kth, plan.top_p, plan.greedy,
+                    plan.all_greedy, out)
+            state = [(h, c) for h, c in zip(hs, cs)] if self.lstm else [(h,) for h in hs]
+            return token, state, out
+        model = self.model
+        for i in range(n):
+            logits, state = model.step(token, state, t)
+            token = plan.choose(logits, noise[i])
+            out[i] = token
+            if t is not None:
+                t = t + 1
+        return token, state, out
 
 
 # -- state plumbing -----------------------------------------------------------------------------
@@ -312,7 +457,7 @@ class BatchGenerator:
         """Text of a 1-D tensor of ids: one vectorised lookup, no loop over characters."""
         if len(ids) == 0:
             return ""
-        return self._codepoints[ids.cpu().long()].numpy().tobytes().decode("utf-32-le")
+        return self._codepoints[ids.cpu().long()].numpy().tobytes().decode("utf-32-le", "surrogatepass")
 
     def _rows(self, requests: Sequence[Request], seed: int) -> list[_Row]:
         rows, encoded = [], {}
@@ -382,8 +527,11 @@ class BatchGenerator:
         round of :data:`ROUND` steps.
         """
         seed = random_seed() if seed is None else seed
-        rows = self._rows(requests, seed)
-        expected = deque((order, i) for order, r in enumerate(requests) for i in range(r.num_samples))
+        rows = self._rows(requests, seed)  # every request is checked before anything runs
+        return self._in_order(rows, [r.num_samples for r in requests], progress)
+
+    def _in_order(self, rows: list[_Row], counts: list[int], progress) -> Iterator[Sample]:
+        expected = deque((order, i) for order, n in enumerate(counts) for i in range(n))
         pending: dict[tuple[int, int], Sample | None] = {}
 
         def ready() -> Iterator[Sample]:
@@ -406,6 +554,7 @@ class BatchGenerator:
         """Sampling and greedy rows: (request order, sample index, result) as each row finishes."""
         model, dev, V = self.model, self.device, len(self.vocab)
         uses_time = model.uses_time
+        stepper = _Stepper(model)
         queue = deque(rows)
         active: list[_Row] = []
         state: list[State] = []
@@ -429,25 +578,18 @@ class BatchGenerator:
                 plan = _Plan([r.settings for r in active], V, dev)
             steps = min(ROUND, max(r.settings.length - r.produced for r in active))
             if steps > 0:
-                noise = uniforms(keys, produced, steps).t().unsqueeze(2).unbind(0)  # steps x (rows, 1)
-                t = position if uses_time else None
-                tokens = []
-                for j in range(steps):
-                    logits, state = model.step(token, state, t)
-                    token = plan.choose(logits, noise[j])
-                    tokens.append(token)
-                    if uses_time:
-                        t = t + 1
+                noise = uniforms(keys, produced, steps).t().unsqueeze(2)  # (steps, rows, 1)
+                token, state, out = stepper(steps, token, state, position if uses_time else None, noise, plan)
                 if uses_time:
                     position = position + steps
                 produced = produced + steps
-                table = self._codepoints[torch.stack(tokens, dim=1).cpu().long()].numpy()
+                table = self._codepoints[out.t().cpu()].numpy()
             chars, keep, finished = 0, [], []
             for i, row in enumerate(active):
                 take = min(steps, row.settings.length - row.produced)
                 row.produced += steps
                 if take > 0:
-                    piece = table[i, :take].tobytes().decode("utf-32-le")
+                    piece = table[i, :take].tobytes().decode("utf-32-le", "surrogatepass")
                     if row.settings.stop:
                         piece = self._find_stop(row, piece)
                     row.parts.append(piece)
@@ -489,7 +631,6 @@ class BatchGenerator:
 
     # -- streaming one prompt ----------------------------------------------------------------
 
-    @torch.inference_mode()
     def stream(self, request: Request, seed: int | None = None, sample: int = 0) -> Iterator[str]:
         """The characters of one sample as they are generated (the same text :meth:`run` gives).
 
@@ -503,22 +644,28 @@ class BatchGenerator:
         elif seed is None:
             seed = random_seed()
         prompt, ids = self.encode_prompt(request.prompt)
-        key = torch.tensor([row_seed(seed, prompt, sample)], dtype=torch.int64, device=self.device)
+        return self._stream(settings, prompt, ids, row_seed(seed, prompt, sample))
+
+    @torch.inference_mode()
+    def _stream(self, settings: Settings, prompt: str, ids: Tensor, row_key: int) -> Iterator[str]:
+        key = torch.tensor([row_key], dtype=torch.int64, device=self.device)
         state, token, position = self.prime([ids])
         plan = _Plan([settings], len(self.vocab), self.device)
-        model, chars, stops = self.model, self.vocab.chars, settings.stop
-        t = position if model.uses_time else None
+        stepper = _Stepper(self.model)
+        chars, stops = self.vocab.chars, settings.stop
+        t = position if self.model.uses_time else None
         held = ""
-        produced = 0
+        produced, chunk = 0, 1
         while produced < settings.length:
-            steps = min(ROUND, settings.length - produced)
-            noise = uniforms(key, torch.tensor([produced], device=self.device), steps).t().unsqueeze(2).unbind(0)
-            for j in range(steps):
-                logits, state = model.step(token, state, t)
-                token = plan.choose(logits, noise[j])
-                if t is not None:
-                    t = t + 1
-                char = chars[int(token)]
+            # Chunks grow from one step, so the first characters come at once; the random numbers
+            # are counted per step, so chunking changes nothing in the text.
+            steps = min(chunk, settings.length - produced)
+            noise = uniforms(key, torch.tensor([produced], device=self.device), steps).t().unsqueeze(2)
+            token, state, out = stepper(steps, token, state, t, noise, plan)
+            if t is not None:
+                t = t + steps
+            produced, chunk = produced + steps, min(2 * chunk, ROUND)
+            for char in self.decode(out[:, 0]):
                 if not stops:
                     yield char
                     continue
@@ -532,7 +679,6 @@ class BatchGenerator:
                 if len(held) > keep:
                     yield held[:len(held) - keep]
                     held = held[len(held) - keep:]
-            produced += steps
         if held:
             yield held
 

@@ -11,6 +11,12 @@ generator and invert the same CDF (:func:`choose`), so for the same seed they gi
 text: bit for bit with one-hot input (the table rows are exactly what the one-hot product
 gives); with an embedding, up to matrix-multiply rounding in the table (~1e-7), which can flip a
 character only when a uniform number lands that close to a CDF boundary.
+
+From :data:`BIG_BATCH` samples up, the fast path multiplies with oneDNN's packed weights
+(``torch.ops.mkldnn``) instead of the BLAS the step path uses: about 1.3x faster per product on
+the AMD CPUs this was measured on, in float32 too, but rounded differently, so there the texts
+agree except where a character's choice was within ~1e-6 of a tie (greedy) or of a CDF
+boundary (sampling); the distribution sampled is the same.
 """
 
 from __future__ import annotations
@@ -150,6 +156,70 @@ def compiled_fast_steps():
     return _compiled["fn"]
 
 
+BIG_BATCH = 32
+
+
+class _Packed:
+    """``F.linear(x, w, b)`` through oneDNN with the weight packed once for ``batch`` rows."""
+
+    def __init__(self, w: Tensor, b: Tensor | None, batch: int):
+        self.w, self.b = torch.ops.mkldnn._reorder_linear_weight(w, batch), b
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.w, self.b, "none", [], "")
+
+    _usable: dict = {}
+
+    @classmethod
+    def usable(cls, w: Tensor, b: Tensor | None, batch: int) -> bool:
+        """Whether this build has the op and it computes ``F.linear`` (checked once per shape)."""
+        if w.device.type != "cpu" or w.dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+            return False
+        key = (tuple(w.shape), b is not None, batch)
+        if key not in cls._usable:
+            try:
+                g = torch.Generator().manual_seed(0)
+                x, w2 = torch.randn(batch, w.shape[1], generator=g), torch.randn(w.shape, generator=g)
+                b2 = None if b is None else torch.randn(b.shape, generator=g)
+                got, want = _Packed(w2, b2, batch)(x), F.linear(x, w2, b2)
+                cls._usable[key] = got.shape == want.shape and bool(torch.allclose(got, want, rtol=1e-4, atol=1e-4))
+            except Exception:  # noqa: BLE001 - no oneDNN, or an op that changed: the BLAS path is always there
+                cls._usable[key] = False
+        return cls._usable[key]
+
+
+def big_batch_steps(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor,
+                    ih: list, hh: list, head, generator, greedy: bool, temperature: float, top_k: int,
+                    top_p: float, out: Tensor):
+    """:func:`fast_steps` for many samples: the products through ``_Packed`` (oneDNN), the gate
+    arithmetic as ``torch.*_cell`` does it. Plain Python: at this size a step costs milliseconds."""
+    for i in range(n):
+        x = table  # unused for layer 0
+        for layer in range(len(hs)):
+            gi = table.index_select(0, token) if layer == 0 else ih[layer](x)
+            gh = hh[layer](hs[layer])
+            if kind == 0:
+                ig, fg, cg, og = gh.add_(gi).chunk(4, 1)
+                ig, fg, cg, og = ig.sigmoid_(), fg.sigmoid_(), cg.tanh_(), og.sigmoid_()
+                c = (fg * cs[layer]).add_(ig * cg)
+                h = og * c.tanh()
+                cs[layer] = c
+            elif kind == 1:
+                ir, iz, in_ = gi.chunk(3, 1)
+                hr, hz, hn = gh.chunk(3, 1)
+                r, z = hr.add_(ir).sigmoid_(), hz.add_(iz).sigmoid_()
+                new = in_.add(hn.mul_(r)).tanh_()
+                h = (hs[layer] - new).mul_(z).add_(new)
+            else:
+                pre = gh.add_(gi)
+                h = pre.tanh_() if kind == 2 else pre.relu_()
+            hs[layer] = h
+            x = h
+        token = choose(head(x), generator, greedy, temperature, top_k, top_p)
+        out[i] = token
+    return token, hs, cs
+
+
 class FastPlan:
     """The raw weights the fast loop needs, taken from a model whose layers all allow it."""
 
@@ -191,15 +261,31 @@ class FastPlan:
         return cls(_KINDS[kinds.pop()], table, weights, head.weight.detach(),
                    None if head.bias is None else head.bias.detach())
 
+    def packed(self, batch: int) -> tuple | None:
+        """The weights packed for oneDNN, for ``batch`` >= :data:`BIG_BATCH` rows when usable."""
+        if batch < BIG_BATCH or not _Packed.usable(self.w_hh[0], self.b_hh[0], batch):
+            return None
+        if getattr(self, "_packed", (None,))[0] != batch:
+            ih = [None] + [_Packed(w, b, batch) for w, b in zip(self.w_ih[1:], self.b_ih[1:])]
+            hh = [_Packed(w, b, batch) for w, b in zip(self.w_hh, self.b_hh)]
+            self._packed = (batch, ih, hh, _Packed(self.head_w, self.head_b, batch))
+        return self._packed[1:]
+
     def run(self, n: int, token: Tensor, state: list, generator, options: SampleOptions, out: Tensor):
         """``n`` steps from ``token`` and ``state`` (the model's list of per-layer tuples)."""
         hs = [s[0] for s in state]
         cs = [s[1] for s in state] if self.kind == 0 else []
         greedy = is_greedy(options, self.table.dtype)
-        token, hs, cs = compiled_fast_steps()(
-            self.kind, n, token, hs, cs, self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh,
-            self.head_w, self.head_b, generator, greedy, float(options.temperature), options.top_k,
-            float(options.top_p), out)
+        packed = self.packed(len(token))
+        if packed is not None:
+            token, hs, cs = big_batch_steps(
+                self.kind, n, token, hs, cs, self.table, *packed, generator, greedy,
+                float(options.temperature), options.top_k, float(options.top_p), out)
+        else:
+            token, hs, cs = compiled_fast_steps()(
+                self.kind, n, token, hs, cs, self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh,
+                self.head_w, self.head_b, generator, greedy, float(options.temperature), options.top_k,
+                float(options.top_p), out)
         state = [(h, c) for h, c in zip(hs, cs)] if self.kind == 0 else [(h,) for h in hs]
         return token, state
 

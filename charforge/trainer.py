@@ -90,7 +90,10 @@ class Trainer:
         optimizer = self.registry.get("optimizer", config.optimizer)
         config.optimizer_options = resolve_options(
             f"optimizer {config.optimizer!r}", optimizer.obj.options, config.optimizer_options)
-        self.optimizer = optimizer.obj.build(self.model.parameters(), lr=config.lr, **config.optimizer_options)
+        try:
+            self.optimizer = optimizer.obj.build(self.model.parameters(), lr=config.lr, **config.optimizer_options)
+        except ValueError as exc:  # the optimizer's own range checks, e.g. torch's "Invalid epsilon value: -1"
+            raise CharforgeError(f"optimizer {config.optimizer!r} rejects its options: {exc}") from None
         self.provenance = {"cell": self.registry.get("cell", config.cell).provenance(),
                            "optimizer": optimizer.provenance()}
         self.schedule = Schedule(config.schedule, config.warmup, config.lr_decay, config.lr_decay_every,
@@ -117,9 +120,17 @@ class Trainer:
         """Continue a run from its latest checkpoint; ``overrides`` may change the budget, lr and such."""
         ckpt = load_checkpoint(target, which="latest")
         config = TrainConfig.from_dict(ckpt.meta["config"])
+        pm = pm if pm is not None else make_plugin_manager()
+        registry = Registry(pm)
+        require_plugins(ckpt, registry)
         for key, value in overrides.items():
-            if key in RESUME_FIXED and value != getattr(config, key) and not (
-                    key.endswith("_options") and all(getattr(config, key).get(k) == v for k, v in value.items())):
+            if key in ("cell_options", "optimizer_options") and value:
+                # given options (strings from the command line) are parsed as the run's were, and
+                # merged into its full set: `-c init orthogonal` must not reset the other options
+                kind, name = key.removesuffix("_options"), getattr(config, key.removesuffix("_options"))
+                parsed = resolve_options(f"{kind} {name!r}", registry.get(kind, name).obj.options, value)
+                value = {**getattr(config, key), **{k: v for k, v in parsed.items() if k in value}}
+            if key in RESUME_FIXED and value != getattr(config, key):
                 raise CharforgeError(
                     f"cannot change {key} when resuming (the run has {getattr(config, key)!r}, "
                     f"asked for {value!r}); start a new run instead.")

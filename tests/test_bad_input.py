@@ -93,11 +93,11 @@ def files(tmp_path_factory) -> dict[str, str]:
     f["torchsave"] = root / "model.pth"
     torch.save({"w": torch.zeros(2)}, f["torchsave"])
     f["truncated"] = root / "truncated.safetensors"
-    f["truncated"].write_bytes(data[: len(data) // 2])
+    f["truncated"].write_bytes(data[:2000])  # inside the JSON header
     f["tail"] = root / "tail.safetensors"
     f["tail"].write_bytes(data[:-7])
     f["random"] = root / "random.safetensors"
-    f["random"].write_bytes(os.urandom(3000))
+    f["random"].write_bytes(b"\x13" + os.urandom(2999))  # not 0x80: that would look like a pickle
     flipped = bytearray(data)
     flipped[8] ^= 0xFF  # the opening brace of the JSON header
     f["flipped"] = root / "flipped.safetensors"
@@ -189,6 +189,10 @@ CASES = [
      ["'nonlinearity'", "must be one of", "tanh"]),
     ("optimizer-option-unknown", ["train", "{good}", *SMALL, "--optimizer", "sgd", "-o", "beta2", "0.9"],
      ["optimizer 'sgd' has no option 'beta2'", "weight_decay"]),
+    ("optimizer-option-range", ["train", "{good}", *SMALL, "-o", "eps", "-1"],
+     ["optimizer 'adam' rejects its options", "epsilon", "-1"]),
+    ("optimizer-option-beta", ["train", "{good}", *SMALL, "-o", "beta1", "1.5"],
+     ["optimizer 'adam' rejects its options", "beta", "1.5"]),
     # sampling and checkpoints
     ("prompt-outside-vocab", ["sample", R, "--prime", "fox \u20ac\u00e9"],
      ["not in the model's vocabulary", "\u20ac", "--drop-unknown"]),
@@ -198,7 +202,7 @@ CASES = [
     ("pickle-renamed", ["sample", "{pickle_st}"], ["pickle.safetensors", "pickle", "never unpickles"]),
     ("torch-save", ["sample", "{torchsave}"], ["model.pth", "never unpickles"]),
     ("checkpoint-newer-format", ["sample", "{newer}"], ["format 99", "Upgrade charforge"]),
-    ("checkpoint-truncated", ["sample", "{truncated}"], ["truncated.safetensors", "truncated"]),
+    ("checkpoint-truncated", ["sample", "{truncated}"], ["truncated.safetensors", "is truncated", "header says"]),
     ("checkpoint-truncated-tail", ["sample", "{tail}"], ["tail.safetensors", "damaged or truncated"]),
     ("checkpoint-random-bytes", ["sample", "{random}"], ["random.safetensors", "not a safetensors checkpoint"]),
     ("checkpoint-flipped-header", ["sample", "{flipped}"], ["flipped.safetensors", "not a safetensors"]),

@@ -102,7 +102,9 @@ def test_epochs_budget(tmp_path, text_corpus):
            "--epochs", 1, "--runs-dir", tmp_path, "--name", "epoch", "-q")
     events = read_metrics(tmp_path / "epoch")
     windows = events[0]["windows_per_epoch"]
-    assert events[-1]["event"] == "end" and events[-1]["step"] == windows == (5400 - 1) // 8 // 32
+    n = len(text_corpus.read_text())
+    train_chars = n - int(n * 0.1)
+    assert events[-1]["event"] == "end" and events[-1]["step"] == windows == (train_chars - 1) // 8 // 32
 
 
 # -- sampling -------------------------------------------------------------------------------------------

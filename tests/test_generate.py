@@ -189,6 +189,8 @@ def test_results_come_in_request_order_and_seeds_are_reported(tiny):
     other = list(BatchGenerator(model, vocab, "cpu", batch_size=3).run(requests, seed=6))
     assert [s.text for s in other][:-1] != [s.text for s in out][:-1]
     assert other[-1].text == out[-1].text  # its own seed
+    with pytest.raises(CharforgeError, match="not in the model's vocabulary: '~'"):
+        BatchGenerator(model, vocab).run([Request("fox"), Request("~")])  # checked before anything runs
 
 
 def test_greedy_samples_are_identical_and_length_zero_is_empty(tiny):
@@ -197,6 +199,25 @@ def test_greedy_samples_are_identical_and_length_zero_is_empty(tiny):
                                                  Request("fox", Settings(length=0), 2)], seed=1))
     assert len({s.text for s in out[:3]}) == 1 and len(out[0].text) == 50
     assert [s.text for s in out[3:]] == ["", ""]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_compiled_loop_python_loop_and_model_step_agree(cell, monkeypatch):
+    from charforge import generate
+
+    vocab = Vocab.from_text(TEXT)
+    torch.manual_seed(1)
+    model = CharModel(len(vocab), Registry(make_plugin_manager()).get("cell", cell).obj, 20, num_layers=2).eval()
+    mixes = [Settings(length=70), Settings(length=50, temperature=0.5, top_k=4), Settings(length=60, top_p=0.7),
+             Settings(length=40, greedy=True)]
+    requests = [Request(p, s, num_samples=2) for p, s in zip(PROMPTS, itertools.cycle(mixes))]
+    assert generate._Stepper(model).fast is not None
+    compiled = texts(model, vocab, requests, batch_size=5)
+    monkeypatch.setattr(generate, "_compiled_fast_rows", lambda: generate.fast_rows)
+    assert texts(model, vocab, requests, batch_size=5) == compiled
+    monkeypatch.setattr(generate, "FastPlan", type("NoFastPlan", (), {"of": staticmethod(lambda m: None)}))
+    assert generate._Stepper(model).fast is None
+    assert texts(model, vocab, requests, batch_size=5) == compiled
 
 
 class TimeCell(Cell):

@@ -126,6 +126,13 @@ def test_needs_timestamps():
         cell(torch.randn(2, 3, 3, dtype=torch.float64), cell.initial_state(2, dtype=torch.float64))
 
 
+def test_empty_sequence_keeps_the_state():
+    cell = make_cell()
+    state = tuple(torch.randn(2, 5, dtype=torch.float64) for _ in range(2))
+    out, final = cell(torch.zeros(2, 0, 3, dtype=torch.float64), state, torch.zeros(2, 0, dtype=torch.float64))
+    assert out.shape == (2, 0, 5) and final[0] is state[0] and final[1] is state[1]
+
+
 def test_closed_gate_holds_the_state_in_evaluation():
     cell = make_cell(hidden_size=3).eval()
     with torch.no_grad():

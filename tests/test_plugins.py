@@ -85,8 +85,12 @@ def cli_with(monkeypatch):
     real = plugins_module.make_plugin_manager
 
     def invoke(args, extra=()):
-        monkeypatch.setattr(plugins_module, "make_plugin_manager",
-                            lambda extra_=(), **kw: real(extra=[*extra, *extra_], **kw))
+        added = list(extra)
+
+        def with_extra(extra=(), **kw):
+            return real(extra=[*added, *extra], **kw)
+
+        monkeypatch.setattr(plugins_module, "make_plugin_manager", with_extra)
         return CliRunner().invoke(cli, args, catch_exceptions=False)
 
     return invoke
@@ -226,7 +230,7 @@ class Recorder:
         self.events.append(("validation", step))
 
     @hookimpl
-    def on_checkpoint_save(self, kind, plugin_state, step=None):
+    def on_checkpoint_save(self, kind, plugin_state):
         plugin_state["recorder"] = {"saved": len(self.events)}
         self.events.append(("save", kind))
 

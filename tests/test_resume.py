@@ -142,6 +142,25 @@ def test_resume_with_a_changed_architecture_is_a_clear_error(train, flag, value,
     assert load_checkpoint(trainer.run_dir, which="latest").meta["step"] == 2  # the run is untouched
 
 
+def test_resume_accepts_the_same_command_line_options_again(text_corpus, runs_root):
+    """Re-running the training command with --resume: option strings are parsed before comparing, and
+    one option given again must not reset the others (relu must stay relu)."""
+    cli_train(text_corpus, "--cell", "rnn", "-c", "nonlinearity", "relu", "-c", "init", "orthogonal", "-c", "bias",
+              "false", "--optimizer", "rmsprop", "-o", "alpha", "0.9", "--hidden-size", 16, "--batch-size", 2,
+              "--seq-len", 16, "--steps", 2, "--runs-dir", runs_root, "--name", "opts", "-q")
+    stored = load_checkpoint(runs_root / "opts", which="latest").meta["config"]
+    cli_train("--resume", runs_root / "opts", "--steps", 3, "-c", "bias", "no", "-c", "init", "orthogonal",
+              "-o", "alpha", "0.90", "-q")
+    meta = load_checkpoint(runs_root / "opts", which="latest").meta
+    assert meta["step"] == 3
+    assert meta["config"]["cell_options"] == stored["cell_options"] == {
+        "nonlinearity": "relu", "bias": False, "init": "orthogonal"}
+    assert meta["config"]["optimizer_options"] == stored["optimizer_options"]
+    for option, field in ((["-c", "init", "he"], "cell_options"), (["-o", "alpha", "0.5"], "optimizer_options")):
+        result = CliRunner().invoke(cli, ["train", "--resume", str(runs_root / "opts"), "--steps", "4", *option])
+        assert result.exit_code == 1 and f"cannot change {field}" in result.stderr
+
+
 def test_resume_with_the_same_architecture_spelled_out_is_fine(train, quiet_pm):
     trainer = train(steps=2, hidden_size=16, cell="rnn", cell_options={"nonlinearity": "relu"})
     again = Trainer.resume(trainer.run_dir, {"steps": 3, "hidden_size": 16, "cell": "rnn", "lr": 1e-3,

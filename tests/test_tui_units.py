@@ -136,3 +136,49 @@ def test_core_never_imports_textual():
     code = "import sys, charforge.cli; print(sorted(m for m in sys.modules if m.startswith(('textual', 'charforge.tui'))))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+class _FakeChild:
+    """Stands in for the ``charforge train`` child process."""
+
+    pid = 424242
+
+    def __init__(self, args, stderr=None, **kw):
+        self.args, self.stderr, self.returncode = args, stderr, None
+
+    def poll(self):
+        return self.returncode
+
+
+def test_train_process_signals_and_failures(monkeypatch, tmp_path):
+    import signal
+
+    from charforge.tui.sources import process
+
+    children, kills = [], []
+    monkeypatch.setattr(process.subprocess, "Popen", lambda args, **kw: children.append(_FakeChild(args, **kw))
+                        or children[-1])
+    monkeypatch.setattr(process.os, "kill", lambda pid, sig: kills.append(sig))
+    run_dir = tmp_path / "runs" / "r"
+    source = process.TrainProcess(["c.txt", "--steps", "9"], runs_dir=tmp_path / "runs", run_dir=run_dir)
+    source.start()
+    assert children[0].args[-4:] == ["c.txt", "--steps", "9", "--quiet"]
+    source.pause()
+    assert kills == [signal.SIGTERM]
+    source.resume()  # the paused child has not exited yet: the resume waits for it
+    assert len(children) == 1
+    children[0].returncode = 0
+    assert source.poll() == []
+    assert len(children) == 2 and children[1].args[-3:] == ["--resume", str(run_dir), "--quiet"]
+    # A child that fails before writing any event: its last line of stderr becomes an error event.
+    children[1].stderr.write(b"Traceback...\nError: corpus c.txt does not exist.\n")
+    children[1].returncode = 1
+    assert source.poll() == [{"event": "error", "message": "corpus c.txt does not exist."}]
+    # Closing stops (and so saves) a live run, unless the user detached from it.
+    source.start()
+    source.close()
+    assert kills[-1] == signal.SIGTERM and len(kills) == 2
+    source.start()
+    source.detach()
+    source.close()
+    assert len(kills) == 2

@@ -5,7 +5,7 @@ child process or in a thread of the UI's process?
 
 Runs the same training three ways: alone (``charforge train --quiet``), under the training
 screen in a child process, and under it in a thread. The screen runs headless (it renders
-everything but writes nothing to a terminal) while a key is pressed every 250 ms; the app's
+everything but writes nothing to a terminal) while a key is pressed every 500 ms; the app's
 lag probe reports how late its 50 ms timer fired (event-loop stalls) and how long each key
 took to reach the screen. Training speed is the run's own characters per second of training.
 """
@@ -41,7 +41,7 @@ async def _under_ui(source, seconds_limit: float = 600) -> dict:
         deadline = loop.time() + seconds_limit
         while app.screen.state not in ("ended", "failed") and loop.time() < deadline:
             await pilot.press("b")
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.5)
         screen = app.screen
         result = {"state": screen.state, "error": screen.history.error, **app.lag.summary()}
         run_dir = source.run_dir

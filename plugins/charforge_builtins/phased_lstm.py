@@ -153,7 +153,8 @@ def _loops(impl: str) -> tuple:
         if scripted is not None:
             return scripted
         if impl == "script":
-            raise CharforgeError("phased-lstm: TorchScript is not available here; use impl 'python'.")
+            raise CharforgeError("phased-lstm: TorchScript is not available here; set "
+                                 "CHARFORGE_PHASED_LSTM_IMPL=python (or auto).")
     return _LOOPS["python"]
 
 
@@ -298,7 +299,9 @@ class PhasedLSTMCell(Cell):
     def forward(self, x: Tensor, state: State, t: Tensor | None = None) -> tuple[Tensor, State]:
         t = self._need_time(t)
         impl = _implementation()
-        if impl == "autograd" or x.shape[1] == 0:
+        if x.shape[1] == 0:
+            return x.new_zeros(x.shape[0], 0, self.hidden_size), state
+        if impl == "autograd":
             return super().forward(x, state, t)
         h0, c0 = state
         if t.shape[0] > 1 and bool((t == t[:1]).all()):  # the same clock for every sample (text)

@@ -37,8 +37,8 @@ class SampleScreen(Screen):
         Binding("ctrl+r", "regenerate", "Regenerate"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+y", "copy", "Copy"),
-        Binding("pageup", "scroll('up')", "Scroll up", show=False),
-        Binding("pagedown", "scroll('down')", "Scroll down", show=False),
+        Binding("pageup", "scroll('up')", "Scroll up", show=False, priority=True),
+        Binding("pagedown", "scroll('down')", "Scroll down", show=False, priority=True),
         Binding("ctrl+q", "app.quit", "Quit", priority=True),
     ]
 

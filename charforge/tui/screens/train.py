@@ -80,6 +80,7 @@ class TrainScreen(Screen):
         self._plotted = (-1, False)  # (history version, bits) last handed to the plot
         self._last_event = time.monotonic()
         self._quiet_note = ""
+        self._checkpointed = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -136,7 +137,13 @@ class TrainScreen(Screen):
                 log.note(f"paused at step {self.history.step:,}; the checkpoint is saved. p resumes.", "bold yellow")
             else:
                 self.state = "ended"
-                log.note(f"the run ended at step {self.history.step:,}: {reason}.", "bold green")
+                if reason == "interrupted":
+                    log.note(f"stopped at step {self.history.step:,}; saved.", "bold yellow")
+                else:
+                    log.note(f"the run ended at step {self.history.step:,}: {reason}.", "bold green")
+        elif kind == "checkpoint" and not self._checkpointed:
+            self._checkpointed = True
+            self.refresh_bindings()  # "sample now" and "sampler" become available
         elif kind == "error":
             if self.state == "quitting":
                 self.app.exit(self.goodbye())
@@ -165,7 +172,7 @@ class TrainScreen(Screen):
     def watch_bits(self, bits: bool) -> None:
         if self.is_mounted:
             self.query_one("#plot").border_title = f"loss ({'bits' if bits else 'nats'}/char)"
-            self.redraw()
+            self.call_after_refresh(self.redraw)  # show the new title first, then rebuild the plot
 
     def check_action(self, action: str, parameters) -> bool | None:
         src, state = self.source, self.state
@@ -242,7 +249,8 @@ class TrainScreen(Screen):
 
     def request_quit(self) -> None:
         """A run the TUI started is stopped (and saved) first; a second quit leaves at once."""
-        if self.state != "quitting" and self.source.owns_run and getattr(self.source, "alive", False):
+        running = self.state in ("waiting", "running", "pausing", "resuming", "stopping")
+        if running and self.source.owns_run and self.source.alive:
             self.source.stop()
             self.state = "quitting"
             self.notify("stopping the run and saving a checkpoint, then quitting (q again: quit now; "
