@@ -185,7 +185,7 @@ class Model:
         ids = ids.to(dev)
         inputs, targets = ids[:-1], ids[1:]
         state = model.initial_state(1, dev)
-        total = torch.zeros((), dtype=torch.float64, device=dev)
+        total = 0.0
         for start in range(0, len(inputs), _SCORE_WINDOW):
             x = inputs[start:start + _SCORE_WINDOW]
             t = (torch.arange(start, start + len(x), dtype=torch.float64, device=dev).unsqueeze(0)
@@ -194,8 +194,8 @@ class Model:
             logp = logits[0].float().log_softmax(dim=-1)
             picked = logp.gather(1, targets[start:start + len(x)].unsqueeze(1)).squeeze(1)
             skip = max(0, first - 1 - start)  # targets before the first scored character
-            total += picked[skip:].double().sum()
-        return Score(float(total), len(ids) - first)
+            total += float(picked[skip:].to("cpu", torch.float64).sum())  # summed in double precision
+        return Score(total, len(ids) - first)
 
 
 # -- loading and training ----------------------------------------------------------------------

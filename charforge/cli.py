@@ -216,7 +216,8 @@ def watch(run_dir):
 @click.option("--seed", type=int, help="Base random seed; the same seed repeats every sample. [default: random]")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Samples generated together.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or mps.")
-@click.option("--threads", default=0, type=int, help="CPU threads (0: PyTorch's default).")
+@click.option("--threads", default=0, type=int,
+              help="CPU threads (0: one for fewer than 32 samples, where more only add hand-offs, else all cores).")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True,
               help="JSONL records, or plain text (prompt + continuation, samples separated by ----).")
 @click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
@@ -257,9 +258,11 @@ def generate(checkpoint, prompt_texts, prompts_file, num_samples, length, temper
     from charforge.checkpoint import load_model
     from charforge.trainer import pick_device
 
+    dev = pick_device(device)
     if threads:
         torch.set_num_threads(threads)
-    dev = pick_device(device)
+    elif dev.type == "cpu" and sum(r.settings.beam or r.num_samples for r in requests) < 32:
+        torch.set_num_threads(1)
     model, vocab, _ = load_model(checkpoint, _registry(), dev, which)
     engine = gen.BatchGenerator(model, vocab, dev, batch_size, drop_unknown)
     show = progress if progress is not None else sys.stderr.isatty()

@@ -220,6 +220,27 @@ def test_compiled_loop_python_loop_and_model_step_agree(cell, monkeypatch):
     assert texts(model, vocab, requests, batch_size=5) == compiled
 
 
+def test_big_batches_take_the_packed_path_and_agree(tiny, monkeypatch):
+    """From the sampler's BIG_BATCH rows up the products go through oneDNN's packed weights, which
+    round differently from BLAS: greedy texts agree exactly, sampled ones except at a near-tie."""
+    from charforge import generate
+    from charforge.sampler import BIG_BATCH
+
+    model, vocab = tiny
+    used, real = [], generate.big_rows
+    monkeypatch.setattr(generate, "big_rows", lambda *a: used.append(len(a[2])) or real(*a))
+    n = BIG_BATCH + 8
+    prompts = [PROMPTS[i % len(PROMPTS)] + "abcdefgh"[:i % 5] for i in range(n)]
+    for settings in (Settings(length=60, greedy=True), Settings(length=60)):
+        requests = [Request(p, settings) for p in prompts]
+        big = texts(model, vocab, requests, batch_size=n)
+        small = texts(model, vocab, requests, batch_size=4)
+        same = sum(big[k] == small[k] for k in big)
+        assert same == len(big) if settings.greedy else same >= 0.9 * len(big)
+    if generate._Stepper(model).packed(n) is not None:  # oneDNN present: the packed path ran
+        assert used and max(used) >= BIG_BATCH and min(used) >= BIG_BATCH
+
+
 class TimeCell(Cell):
     """A cell whose output depends on the timestamps, to check positions through priming and steps."""
 

@@ -4,6 +4,8 @@ import asyncio
 import json
 import threading
 
+from textual.worker import WorkerCancelled
+
 from charforge.tui.app import CharforgeApp
 from charforge.tui.fakes import FakeModels
 from charforge.tui.screens.sample import SampleScreen
@@ -26,7 +28,12 @@ async def loaded(pilot):
 
 
 async def finished(pilot):
-    await pilot.app.workers.wait_for_complete()
+    """Wait for the loading and generating threads; a stopped or replaced one counts as finished."""
+    for worker in list(pilot.app.workers):
+        try:
+            await worker.wait()
+        except WorkerCancelled:
+            pass
     await pilot.pause()
 
 

@@ -24,12 +24,13 @@ def test_training_screen(snap_compare):
 
 
 def test_training_screen_paused_in_bits(snap_compare):
-    events = scripted_run(400, total=1000) + [{"event": "end", "reason": "interrupted", "step": 400}]
-    source = ScriptedSource(events)
+    source = ScriptedSource(scripted_run(400, total=1000))
 
     async def pause_then_bits(pilot):
-        await pilot.pause(0.1)
-        pilot.app.screen.state = "pausing"  # as if p had been pressed before these events arrived
+        await _settle(pilot)
+        await pilot.press("p")
+        source.push({"event": "checkpoint", "step": 400, "kind": "latest"},
+                    {"event": "end", "reason": "interrupted", "step": 400})
         await pilot.press("b")
         await _settle(pilot)
 

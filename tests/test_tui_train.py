@@ -197,3 +197,18 @@ def test_ui_lag_while_events_stream_in():
             assert lag["p50"] < 50, lag
 
     asyncio.run(go())
+
+
+def test_detach_leaves_the_run_training():
+    source = ScriptedSource(scripted_run(30))
+    source.can_detach = True
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("d")
+        assert source.calls[-2:] == ["detach", "close"] and "stop" not in source.calls
+        assert app.return_value == "training goes on in the background. Follow it: charforge watch runs/fake"
+
+    asyncio.run(go())

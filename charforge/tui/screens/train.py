@@ -223,8 +223,9 @@ class TrainScreen(Screen):
 
     def action_detach(self) -> None:
         self.source.detach()
-        run = self.source.run_dir
-        self.app.exit(f"training goes on in the background. Follow it: charforge watch {run}")
+        proc = getattr(self.source, "proc", None)
+        where = f" (process {proc.pid})" if proc is not None else ""
+        self.app.exit(f"training goes on in the background{where}. Follow it: charforge watch {self.source.run_dir}")
 
     def action_open_sampler(self) -> None:
         if self._has_checkpoint():

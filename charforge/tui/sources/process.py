@@ -139,8 +139,7 @@ class TrainProcess(EventSource):
             self._signal(signal.SIGTERM)
 
     def describe(self) -> str:
-        where = str(self.run_dir) if self.run_dir else "a new run"
-        return where + (f" (process {self.proc.pid})" if self.alive else "")
+        return str(self.run_dir) if self.run_dir else "a new run"
 
 
 def _open_metrics(pid: int) -> Path | None:
