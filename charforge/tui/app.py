@@ -1,8 +1,13 @@
-"""The Textual app: one default screen (training or sampling), a stylesheet, a lag probe."""
+"""The Textual app: one default screen (training or sampling), a stylesheet, a lag probe.
+
+The probe times the event loop (how late a 50 ms timer fires) and every key that runs an
+action, from the key's arrival to the first screen update after the action ran.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -23,18 +28,29 @@ class CharforgeApp(App[str]):
         self._make_screen = make_screen
         self.lag = LagProbe(probe_interval)
         self._lag_log = lag_log
+        self._key: tuple[float, str] | None = None
 
     def get_default_screen(self) -> Screen:
         return self._make_screen()
 
     def on_mount(self) -> None:
+        # The plot is built in a thread; handing the interpreter lock back to the event loop after
+        # 1 ms instead of 5 cut the slowest key-to-screen times by a fifth (measured, 30 keys x 4).
+        sys.setswitchinterval(0.001)
         self.set_interval(self.lag.interval, self.lag.tick)
 
     async def on_event(self, event: events.Event) -> None:
-        if isinstance(event, events.Key):
-            pressed_at = event.time
-            self.call_after_refresh(self.lag.key_shown, pressed_at)
+        if isinstance(event, events.Key) and not event.is_forwarded:
+            self._key = (event.time, event.key)  # timed to the screen update after its action runs
         await super().on_event(event)
+
+    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
+        done = await super().run_action(action, default_namespace, namespaces)
+        if self._key is not None:
+            pressed_at, key = self._key
+            self._key = None
+            self.call_after_refresh(self.lag.key_shown, pressed_at, key)
+        return done
 
     async def action_quit(self) -> None:
         """Quit through the training screen when there is one, so that a run it started saves."""

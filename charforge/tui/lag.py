@@ -26,6 +26,7 @@ class LagProbe:
         self.interval = interval
         self.stalls: deque[float] = deque(maxlen=keep)  # ms a timer tick came late
         self.keys: deque[float] = deque(maxlen=keep)  # ms from a key press to the screen updated
+        self.by_key: dict[str, deque[float]] = {}
         self._last: float | None = None
 
     def tick(self) -> None:
@@ -34,8 +35,11 @@ class LagProbe:
             self.stalls.append(max(t - self._last - self.interval, 0.0) * 1000)
         self._last = t
 
-    def key_shown(self, pressed_at: float) -> None:
-        self.keys.append((now() - pressed_at) * 1000)
+    def key_shown(self, pressed_at: float, key: str = "") -> None:
+        ms = (now() - pressed_at) * 1000
+        self.keys.append(ms)
+        self.by_key.setdefault(key, deque(maxlen=1000)).append(ms)
 
     def summary(self) -> dict:
-        return {"timer_stall_ms": _stats(self.stalls), "key_to_screen_ms": _stats(self.keys)}
+        return {"timer_stall_ms": _stats(self.stalls), "key_to_screen_ms": _stats(self.keys),
+                "key_to_screen_ms_by_key": {k: _stats(v) for k, v in sorted(self.by_key.items())}}
