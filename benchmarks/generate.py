@@ -33,7 +33,8 @@ def make_model(root: Path, device: str):
     text = (string.printable * 40)
     corpus.write_text(text, encoding="utf-8")
     result = charforge.train(corpus, runs_dir=root / "runs", name="bench", cell="lstm", hidden_size=512,
-                             layers=1, steps=1, batch_size=4, seq_len=32, val_fraction=0.0, sample_length=1,
+                             layers=1, embedding_dim=0, steps=1, batch_size=4, seq_len=32, val_fraction=0.0,
+                             sample_length=1,
                              device="cpu", quiet=True)
     return charforge.load(result.run_dir, device=device)
 

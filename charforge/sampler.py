@@ -12,6 +12,7 @@ text: bit for bit with one-hot input (the table rows are exactly what the one-ho
 gives); with an embedding, up to matrix-multiply rounding in the table (~1e-7), which can flip a
 character only when a uniform number lands that close to a CDF boundary.
 
+The fast path runs on the CPU; on other devices sampling takes the generic path.
 From :data:`BIG_BATCH` samples up, the fast path multiplies with oneDNN's packed weights
 (``torch.ops.mkldnn``) instead of the BLAS the step path uses: about 1.3x faster per product on
 the AMD CPUs this was measured on, in float32 too, but rounded differently, so there the texts
@@ -248,7 +249,9 @@ class FastPlan:
             return None
         w_ih, _, b_ih, _ = weights[0]
         vocab = model.vocab_size
-        if vocab * w_ih.shape[0] > _TABLE_LIMIT:
+        # CPU only: CUDA's fused lstm/gru cell kernels want 1-D biases, so the table-row-as-bias
+        # trick does not carry over; a GPU step is launch-bound anyway and takes the generic path.
+        if vocab * w_ih.shape[0] > _TABLE_LIMIT or w_ih.device.type != "cpu":
             return None
         with torch.inference_mode():
             if model.embed is None:  # one-hot rows: each entry is exactly one weight plus its bias

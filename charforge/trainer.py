@@ -51,8 +51,14 @@ def pick_device(name: str) -> torch.device:
 
 
 def default_threads(config: TrainConfig) -> int:
-    """CPU threads: one for small models (thread hand-offs cost more than they save), all cores above."""
-    return 1 if config.hidden_size * config.num_layers < 512 else (os.cpu_count() or 1)
+    """CPU threads: one for tiny models (thread hand-offs cost more than they save), all cores above.
+
+    Measured on 2 cores (benchmarks/NOTES.md), 2 threads against 1: 1.57-1.66x for 1x256 batch
+    64 (the default), 2x128 batch 50 and 1x512 batch 32; still 1.55x at 64 units batch 32 and
+    1.18x at 32 units batch 32; 1.01x at 64 units batch 8, 0.92-0.94x below. Hence one thread
+    under a batch x hidden product of 1024.
+    """
+    return 1 if config.batch_size * config.hidden_size < 1024 else (os.cpu_count() or 1)
 
 
 class TrainingDiverged(CharforgeError):

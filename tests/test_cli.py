@@ -253,16 +253,19 @@ def test_checkpoint_loads_with_plain_safetensors_and_torch(trained):
     vocab = json.loads(meta["tokenizer"])["model"]["vocab"]  # character -> id
     chars = sorted(vocab, key=vocab.get)
     hidden = meta["config"]["hidden_size"]
-    lstm = torch.nn.LSTM(len(chars), hidden, batch_first=True)
+    embed = weights.get("model.embed.weight")  # (vocab, embedding_dim); absent with one-hot input
+    lstm = torch.nn.LSTM(len(chars) if embed is None else embed.shape[1], hidden, batch_first=True)
     lstm.load_state_dict({k.removeprefix("model.layers.0.rnn."): v for k, v in weights.items()
                           if k.startswith("model.layers.0.rnn.")})
     head = torch.nn.Linear(hidden, len(chars))
     head.load_state_dict({"weight": weights["model.head.weight"], "bias": weights["model.head.bias"]})
     ids = torch.tensor([[vocab[c] for c in PRIME]])
-    logits = head(lstm(F.one_hot(ids, len(chars)).float())[0])
+    x = F.one_hot(ids, len(chars)).float() if embed is None else embed[ids]
+    logits = head(lstm(x)[0])
     # --- end ---
     assert meta["cell"]["name"] == "lstm" and meta["step"] == STEPS
-    assert not any(k.startswith("model.") and "layers.0.rnn" not in k and "head" not in k for k in weights)
+    assert not any(k.startswith("model.") and "layers.0.rnn" not in k and "head" not in k and "embed" not in k
+                   for k in weights)
     model, _, _ = load_model(path, Registry(make_plugin_manager()))
     with torch.no_grad():
         expected, _ = model(ids, model.initial_state(1))

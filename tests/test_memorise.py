@@ -45,7 +45,8 @@ def run(*args) -> str:
     pytest.param(["-c", "bias", "false", "--no-output-bias"], id="without-biases"),
 ])
 def test_vanilla_rnn_memorises_the_seed_sentence(runs_root, bias_args):
-    run("train", "faith", "--cell", "rnn", *bias_args, "--hidden-size", 32, *RMSPROP, "--steps", 200,
+    run("train", "faith", "--cell", "rnn", *bias_args, "--hidden-size", 32, "--embedding-dim", 0, *RMSPROP,
+        "--steps", 200,
         "--batch-size", 1, "--seq-len", len(FAITH) - 1, "--val-fraction", 0, "--log-every", 50,
         "--eval-every", 200, "--seed", 0, "--runs-dir", runs_root, "--name", "faith", "-q")
     steps = [e for e in read_metrics(runs_root / "faith") if e["event"] == "step"]
@@ -57,7 +58,8 @@ def test_vanilla_rnn_memorises_the_seed_sentence(runs_root, bias_args):
 def test_primed_with_acknowl_it_continues_edgement(runs_root):
     """The seed report's other example: prime with "Acknowl", expect "edgement"."""
     word = "Acknowledgement"
-    run("train", "acknowledgement", "--cell", "rnn", "--hidden-size", 16, *RMSPROP, "--steps", 100,
+    run("train", "acknowledgement", "--cell", "rnn", "--hidden-size", 16, "--embedding-dim", 0, *RMSPROP,
+        "--steps", 100,
         "--batch-size", 1, "--seq-len", len(word) - 1, "--val-fraction", 0, "--seed", 0, "--eval-every", 100,
         "--runs-dir", runs_root, "--name", "ack", "-q")
     assert run("sample", runs_root / "ack", "--prime", "Acknowl", "--greedy", "--length", 8) == word + "\n"

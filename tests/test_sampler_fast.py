@@ -157,9 +157,11 @@ def test_default_threads_and_defaults_are_sane():
     config = TrainConfig()
     assert config.check() is config
     assert 1 <= default_threads(config) <= cores
-    assert default_threads(TrainConfig(hidden_size=32, num_layers=1)) == 1  # tiny models: one thread
+    assert default_threads(TrainConfig(hidden_size=32, batch_size=4)) == 1  # tiny steps: one thread
+    assert default_threads(config) == cores  # the default model gains 1.6x from a second core
     assert default_threads(TrainConfig(hidden_size=1024, num_layers=2)) == cores
     assert config.schedule == "cosine" and 0 < config.lr <= 0.01 and 0 < config.min_lr_ratio < 1
     assert config.cell == "lstm" and config.hidden_size >= 128 and config.batch_size * config.seq_len >= 1000
-    assert config.eval_every >= 50 and config.log_every >= 1
+    assert config.embedding_dim >= 0 and config.clip == "norm"
+    assert config.eval_every >= 100 and config.log_every >= 1
     assert math.isfinite(TrainConfig.DEFAULT_MINUTES) and TrainConfig.DEFAULT_MINUTES > 0
