@@ -50,7 +50,7 @@ from torch import Tensor
 from charforge.cell import State
 from charforge.errors import CharforgeError
 from charforge.model import CharModel
-from charforge.sampler import _KINDS, FastPlan, SampleOptions
+from charforge.sampler import _KINDS, FastPlan, SampleOptions, packed_stack_step
 from charforge.vocab import Vocab
 
 ROUND = 64  # steps between host synchronisations (token copies, stop checks, refills)
@@ -292,30 +292,10 @@ def big_rows(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor
              greedy: Optional[Tensor], all_greedy: bool, out: Tensor) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     """:func:`fast_rows` for many rows: the products through the sampler's oneDNN-packed weights
     (:meth:`FastPlan.packed`, about 1.3x faster than BLAS there), the gate arithmetic as
-    ``torch.*_cell`` does it, as the sampler's ``big_batch_steps``. Plain Python: at this size a
-    step costs milliseconds."""
+    ``torch.*_cell`` does it (:func:`~charforge.sampler.packed_stack_step`). Plain Python: at this
+    size a step costs milliseconds."""
     for i in range(n):
-        x = table  # unused for layer 0
-        for layer in range(len(hs)):
-            gi = table.index_select(0, token) if layer == 0 else ih[layer](x)
-            gh = hh[layer](hs[layer])
-            if kind == 0:
-                ig, fg, cg, og = gh.add_(gi).chunk(4, 1)
-                ig, fg, cg, og = ig.sigmoid_(), fg.sigmoid_(), cg.tanh_(), og.sigmoid_()
-                c = (fg * cs[layer]).add_(ig * cg)
-                h = og * c.tanh()
-                cs[layer] = c
-            elif kind == 1:
-                ir, iz, in_ = gi.chunk(3, 1)
-                hr, hz, hn = gh.chunk(3, 1)
-                r, z = hr.add_(ir).sigmoid_(), hz.add_(iz).sigmoid_()
-                new = in_.add(hn.mul_(r)).tanh_()
-                h = (hs[layer] - new).mul_(z).add_(new)
-            else:
-                pre = gh.add_(gi)
-                h = pre.tanh_() if kind == 2 else pre.relu_()
-            hs[layer] = h
-            x = h
+        x = packed_stack_step(kind, token, hs, cs, table, ih, hh)
         token = choose_rows(head(x), noise[i], temps, kth, top_p, greedy, all_greedy)
         out[i] = token
     return token, hs, cs

@@ -189,33 +189,41 @@ class _Packed:
         return cls._usable[key]
 
 
+def packed_stack_step(kind: int, token: Tensor, hs: list, cs: list, table: Tensor, ih: list, hh: list) -> Tensor:
+    """One step of a stack of fused cells through ``_Packed`` (oneDNN) products, the gate arithmetic
+    as ``torch.*_cell`` does it; updates ``hs``/``cs`` in place and returns the top layer's output.
+    Shared by :func:`big_batch_steps` and ``charforge.generate``'s per-row loop."""
+    x = table  # unused for layer 0: its input projection is a row of the table
+    for layer in range(len(hs)):
+        gi = table.index_select(0, token) if layer == 0 else ih[layer](x)
+        gh = hh[layer](hs[layer])
+        if kind == 0:
+            ig, fg, cg, og = gh.add_(gi).chunk(4, 1)
+            ig, fg, cg, og = ig.sigmoid_(), fg.sigmoid_(), cg.tanh_(), og.sigmoid_()
+            c = (fg * cs[layer]).add_(ig * cg)
+            h = og * c.tanh()
+            cs[layer] = c
+        elif kind == 1:
+            ir, iz, in_ = gi.chunk(3, 1)
+            hr, hz, hn = gh.chunk(3, 1)
+            r, z = hr.add_(ir).sigmoid_(), hz.add_(iz).sigmoid_()
+            new = in_.add(hn.mul_(r)).tanh_()
+            h = (hs[layer] - new).mul_(z).add_(new)
+        else:
+            pre = gh.add_(gi)
+            h = pre.tanh_() if kind == 2 else pre.relu_()
+        hs[layer] = h
+        x = h
+    return x
+
+
 def big_batch_steps(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor,
                     ih: list, hh: list, head, generator, greedy: bool, temperature: float, top_k: int,
                     top_p: float, out: Tensor):
-    """:func:`fast_steps` for many samples: the products through ``_Packed`` (oneDNN), the gate
-    arithmetic as ``torch.*_cell`` does it. Plain Python: at this size a step costs milliseconds."""
+    """:func:`fast_steps` for many samples, through :func:`packed_stack_step`. Plain Python: at
+    this size a step costs milliseconds."""
     for i in range(n):
-        x = table  # unused for layer 0
-        for layer in range(len(hs)):
-            gi = table.index_select(0, token) if layer == 0 else ih[layer](x)
-            gh = hh[layer](hs[layer])
-            if kind == 0:
-                ig, fg, cg, og = gh.add_(gi).chunk(4, 1)
-                ig, fg, cg, og = ig.sigmoid_(), fg.sigmoid_(), cg.tanh_(), og.sigmoid_()
-                c = (fg * cs[layer]).add_(ig * cg)
-                h = og * c.tanh()
-                cs[layer] = c
-            elif kind == 1:
-                ir, iz, in_ = gi.chunk(3, 1)
-                hr, hz, hn = gh.chunk(3, 1)
-                r, z = hr.add_(ir).sigmoid_(), hz.add_(iz).sigmoid_()
-                new = in_.add(hn.mul_(r)).tanh_()
-                h = (hs[layer] - new).mul_(z).add_(new)
-            else:
-                pre = gh.add_(gi)
-                h = pre.tanh_() if kind == 2 else pre.relu_()
-            hs[layer] = h
-            x = h
+        x = packed_stack_step(kind, token, hs, cs, table, ih, hh)
         token = choose(head(x), generator, greedy, temperature, top_k, top_p)
         out[i] = token
     return token, hs, cs
