@@ -50,7 +50,7 @@ from torch import Tensor
 from charforge.cell import State
 from charforge.errors import CharforgeError
 from charforge.model import CharModel
-from charforge.sampler import _KINDS, FastPlan, SampleOptions, packed_stack_step
+from charforge.sampler import _KINDS, FastPlan, SampleOptions, fused_stack_step, packed_stack_step
 from charforge.vocab import Vocab
 
 ROUND = 64  # steps between host synchronisations (token copies, stop checks, refills)
@@ -259,29 +259,12 @@ def fast_rows(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tenso
               out: Tensor) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     """``n`` steps of a stack of built-in fused cells (the weights of :class:`~charforge.sampler.FastPlan`),
     each row picking with its own settings and uniforms ``noise`` (n, rows, 1); tokens go to ``out``
-    (n, rows). The cell calls are those of the sampler's fast loop: layer 0's input projection is a
-    row of ``table``, passed as the bias of an input with no columns."""
+    (n, rows). Each step is :func:`~charforge.sampler.fused_stack_step`, as in the sampler's fast loop."""
     batch = token.shape[0]
     no_x = torch.empty([batch, 0], dtype=table.dtype, device=table.device)
     no_w = torch.empty([table.shape[1], 0], dtype=table.dtype, device=table.device)
     for i in range(n):
-        x = no_x
-        for layer in range(len(hs)):
-            if layer == 0:
-                wi, bi = no_w, table.index_select(0, token)
-            else:
-                wi, bi = w_ih[layer], b_ih[layer]
-            if kind == 0:
-                h, c = torch.lstm_cell(x, [hs[layer], cs[layer]], wi, w_hh[layer], bi, b_hh[layer])
-                cs[layer] = c
-            elif kind == 1:
-                h = torch.gru_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
-            elif kind == 2:
-                h = torch.rnn_tanh_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
-            else:
-                h = torch.rnn_relu_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
-            hs[layer] = h
-            x = h
+        x = fused_stack_step(kind, token, hs, cs, table, w_ih, w_hh, b_ih, b_hh, no_x, no_w)
         token = choose_rows(F.linear(x, head_w, head_b), noise[i], temps, kth, top_p, greedy, all_greedy)
         out[i] = token
     return token, hs, cs

@@ -100,37 +100,46 @@ _KINDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}
 _TABLE_LIMIT = 1 << 26  # table entries (vocabulary x gates) above which the fast path is not used
 
 
+def fused_stack_step(kind: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor,
+                     w_ih: List[Tensor], w_hh: List[Tensor], b_ih: List[Optional[Tensor]],
+                     b_hh: List[Optional[Tensor]], no_x: Tensor, no_w: Tensor) -> Tensor:
+    """One step of a stack of fused cells on raw weights; updates ``hs``/``cs`` in place and returns
+    the top layer's output. Layer 0's input projection is ``table[token]``, passed as the bias of
+    an input with no columns (``no_x``, ``no_w``): ``torch.*_cell`` then adds exactly that row
+    where the generic step adds ``x W_ih + b``. TorchScript-compatible; shared with
+    ``charforge.generate``'s per-row loop."""
+    x = no_x
+    for layer in range(len(hs)):
+        if layer == 0:
+            wi, bi = no_w, table.index_select(0, token)
+        else:
+            wi, bi = w_ih[layer], b_ih[layer]
+        if kind == 0:
+            h, c = torch.lstm_cell(x, [hs[layer], cs[layer]], wi, w_hh[layer], bi, b_hh[layer])
+            cs[layer] = c
+        elif kind == 1:
+            h = torch.gru_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+        elif kind == 2:
+            h = torch.rnn_tanh_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+        else:
+            h = torch.rnn_relu_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
+        hs[layer] = h
+        x = h
+    return x
+
+
 def fast_steps(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor,
                w_ih: List[Tensor], w_hh: List[Tensor], b_ih: List[Optional[Tensor]],
                b_hh: List[Optional[Tensor]], head_w: Tensor, head_b: Optional[Tensor],
                generator: Optional[torch.Generator], greedy: bool, temperature: float, top_k: int,
                top_p: float, out: Tensor):
-    """``n`` sampling steps of a stack of fused cells; tokens go to ``out`` (n, batch).
-
-    Layer 0's input projection is ``table[token]``, passed as the bias of an input with no
-    columns: ``torch.*_cell`` then adds exactly that row where the generic step adds ``x W_ih + b``.
-    """
+    """``n`` sampling steps of a stack of fused cells (:func:`fused_stack_step`); tokens go to
+    ``out`` (n, batch)."""
     batch = token.shape[0]
     no_x = torch.empty([batch, 0], dtype=table.dtype, device=table.device)
     no_w = torch.empty([table.shape[1], 0], dtype=table.dtype, device=table.device)
     for i in range(n):
-        x = no_x
-        for layer in range(len(hs)):
-            if layer == 0:
-                wi, bi = no_w, table.index_select(0, token)
-            else:
-                wi, bi = w_ih[layer], b_ih[layer]
-            if kind == 0:
-                h, c = torch.lstm_cell(x, [hs[layer], cs[layer]], wi, w_hh[layer], bi, b_hh[layer])
-                cs[layer] = c
-            elif kind == 1:
-                h = torch.gru_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
-            elif kind == 2:
-                h = torch.rnn_tanh_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
-            else:
-                h = torch.rnn_relu_cell(x, hs[layer], wi, w_hh[layer], bi, b_hh[layer])
-            hs[layer] = h
-            x = h
+        x = fused_stack_step(kind, token, hs, cs, table, w_ih, w_hh, b_ih, b_hh, no_x, no_w)
         token = choose(F.linear(x, head_w, head_b), generator, greedy, temperature, top_k, top_p)
         out[i] = token
     return token, hs, cs
