@@ -50,7 +50,7 @@ from torch import Tensor
 from charforge.cell import State
 from charforge.errors import CharforgeError
 from charforge.model import CharModel
-from charforge.sampler import _KINDS, FastPlan, SampleOptions, fused_stack_step, packed_stack_step
+from charforge.sampler import _KINDS, FastPlan, SampleOptions, fused_stack_step, packed_stack_step, scripted
 from charforge.vocab import Vocab
 
 ROUND = 64  # steps between host synchronisations (token copies, stop checks, refills)
@@ -284,25 +284,9 @@ def big_rows(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor
     return token, hs, cs
 
 
-_compiled: dict[str, Any] = {}
-
-
 def _compiled_fast_rows():
-    """:func:`fast_rows` compiled by TorchScript once per process; the same function in Python when
-    that fails or ``CHARFORGE_SAMPLER_JIT=0`` (the same results either way)."""
-    if "fn" not in _compiled:
-        fn = fast_rows
-        if os.environ.get("CHARFORGE_SAMPLER_JIT", "1") != "0":
-            try:
-                import warnings
-
-                with warnings.catch_warnings():  # TorchScript is deprecated, not gone; it still pays here
-                    warnings.simplefilter("ignore")
-                    fn = torch.jit.script(fast_rows)
-            except Exception:  # noqa: BLE001 - any failure to compile leaves the Python loop
-                fn = fast_rows
-        _compiled["fn"] = fn
-    return _compiled["fn"]
+    """:func:`fast_rows`, compiled by TorchScript once per process when it can be."""
+    return scripted(fast_rows)
 
 
 class _Stepper:

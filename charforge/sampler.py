@@ -148,22 +148,23 @@ def fast_steps(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tens
 _compiled: dict = {}
 
 
-def compiled_fast_steps():
-    """:func:`fast_steps` compiled by TorchScript once per process (plain Python if that fails,
-    or when ``CHARFORGE_SAMPLER_JIT=0``)."""
-    if "fn" not in _compiled:
-        fn = fast_steps
+def scripted(fn):
+    """``fn`` compiled by TorchScript once per process; ``fn`` itself when that fails or when
+    ``CHARFORGE_SAMPLER_JIT=0`` (the same results either way). Serves the sampler's and
+    ``charforge.generate``'s loops."""
+    if fn not in _compiled:
+        compiled = fn
         if os.environ.get("CHARFORGE_SAMPLER_JIT", "1") != "0":
             try:
                 import warnings
 
                 with warnings.catch_warnings():  # TorchScript is deprecated, not gone; it still pays here
                     warnings.simplefilter("ignore")
-                    fn = torch.jit.script(fast_steps)
+                    compiled = torch.jit.script(fn)
             except Exception:  # noqa: BLE001 - any failure to compile leaves the Python loop, same results
-                fn = fast_steps
-        _compiled["fn"] = fn
-    return _compiled["fn"]
+                compiled = fn
+        _compiled[fn] = compiled
+    return _compiled[fn]
 
 
 BIG_BATCH = 32
@@ -302,7 +303,7 @@ class FastPlan:
                 self.kind, n, token, hs, cs, self.table, *packed, generator, greedy,
                 float(options.temperature), options.top_k, float(options.top_p), out)
         else:
-            token, hs, cs = compiled_fast_steps()(
+            token, hs, cs = scripted(fast_steps)(
                 self.kind, n, token, hs, cs, self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh,
                 self.head_w, self.head_b, generator, greedy, float(options.temperature), options.top_k,
                 float(options.top_p), out)
