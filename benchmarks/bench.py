@@ -47,7 +47,8 @@ from charforge.data import Streams, split
 from charforge.hookspecs import hookimpl
 from charforge.model import build_model
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.sampler import Sampler, SampleOptions
+from charforge.fastpath import native_bfloat16
+from charforge.generate import BatchGenerator, Request, Settings
 from charforge.vocab import Vocab
 
 REPO = Path(__file__).resolve().parent.parent
@@ -321,10 +322,11 @@ def plain_cell_loop(plain: PlainModel, cell: nn.LSTMCell, batch: int, steps: int
     return steps * batch / (time.perf_counter() - start), steps * batch / (time.process_time() - cpu)
 
 
-def charforge_sampling(sampler: Sampler, batch: int, steps: int, device: str) -> tuple[float, float]:
+def charforge_sampling(engine: BatchGenerator, batch: int, steps: int, device: str) -> tuple[float, float]:
+    """``batch`` samples of ``steps`` characters through the generation engine: chars/s."""
     sync(device)
     start, cpu = time.perf_counter(), time.process_time()
-    for _ in sampler.tokens("", SampleOptions(length=steps), batch, seed=0):
+    for _ in engine.run([Request("", Settings(length=steps), num_samples=batch)], seed=0):
         pass
     sync(device)
     return steps * batch / (time.perf_counter() - start), steps * batch / (time.process_time() - cpu)
@@ -332,35 +334,42 @@ def charforge_sampling(sampler: Sampler, batch: int, steps: int, device: str) ->
 
 def bench_sample(args, vocab: Vocab) -> None:
     model, plain, cell = sampling_model(len(vocab), args.device)
-    fast, generic = Sampler(model, vocab, args.device), Sampler(model, vocab, args.device, fast=False)
+    auto = BatchGenerator(model, vocab, args.device)
+    exact = BatchGenerator(model, vocab, args.device, precision="float32")
+    native = "bfloat16" if args.device == "cpu" and native_bfloat16() else "float32"
     scale = 0.2 if args.quick else 1.0
     n1 = int(3000 * scale)
-    print("sampling chars/s, 1x512 LSTM (charforge's default input), temperature 1")
+    print(f"sampling chars/s, 1x512 LSTM (charforge's default input), temperature 1; auto precision: {native}")
     torch.set_num_threads(1)
-    for f in (lambda: charforge_sampling(fast, 1, 50, args.device), lambda: plain_step_loop(plain, 1, 20, args.device)):
+    for f in (lambda: charforge_sampling(auto, 1, 50, args.device), lambda: charforge_sampling(exact, 1, 50, args.device),
+              lambda: plain_step_loop(plain, 1, 20, args.device)):
         f()  # compile and warm up
     r = interleave({
-        "fast": lambda: charforge_sampling(fast, 1, n1, args.device),
+        "auto": lambda: charforge_sampling(auto, 1, n1, args.device),
+        "exact": lambda: charforge_sampling(exact, 1, n1, args.device),
         "lstm": lambda: plain_step_loop(plain, 1, n1 // 4, args.device),
-        "cell": lambda: plain_cell_loop(plain, cell, 1, n1 // 2, args.device),
-        "generic": lambda: charforge_sampling(generic, 1, n1 // 2, args.device)}, args.rounds)
+        "cell": lambda: plain_cell_loop(plain, cell, 1, n1 // 2, args.device)}, args.rounds)
     where = "1 thr" if args.device == "cpu" else args.device
     cpu = lambda k: f"({r[k + '_cpu']:,.0f} chars per CPU-second)"  # noqa: E731
-    row("sample", f"sample batch 1 {where} vs nn.LSTM steps", r["fast"], r["lstm"], "chars/s",
-        ">= 10,000", r["fast"] >= 10_000, note=cpu("fast"))
-    row("sample", f"sample batch 1 {where} vs nn.LSTMCell steps", r["fast"], r["cell"], "chars/s",
-        ratio=r["fast"] / r["cell"], note=cpu("cell"))
-    row("sample", f"sample batch 1 {where}: generic step path", r["generic"], r["lstm"], "chars/s",
-        ratio=r["generic"] / r["lstm"], note="(Sampler(fast=False): model.step + pick) " + cpu("generic"))
+    row("sample", f"sample batch 1 {where}, {native} (auto) vs nn.LSTM steps", r["auto"], r["lstm"], "chars/s",
+        ">= 10,000", r["auto"] >= 10_000, ratio=r["auto"] / r["lstm"], note=cpu("auto"))
+    row("sample", f"sample batch 1 {where}, float32 vs nn.LSTMCell steps", r["exact"], r["cell"], "chars/s",
+        ratio=r["exact"] / r["cell"], note=cpu("exact"))
+    batch1 = r["auto"]
     threads = CORES if args.device == "cpu" else 1
     torch.set_num_threads(threads)
     n256 = int(200 * scale)
     r = interleave({
-        "fast": lambda: charforge_sampling(fast, 256, n256, args.device),
+        "auto": lambda: charforge_sampling(auto, 256, n256, args.device),
+        "exact": lambda: charforge_sampling(exact, 256, n256, args.device),
         "lstm": lambda: plain_step_loop(plain, 256, n256, args.device)}, args.rounds)
     where = f"{threads} thr" if args.device == "cpu" else args.device
-    row("sample", f"sample batch 256 {where} vs nn.LSTM steps", r["fast"], r["lstm"], "chars/s", ">= 1.5x",
-        r["ratio"] >= 1.5, ratio=r["ratio"], note=f"(per CPU-second: {r['cpu_ratio']:.2f}x)")
+    row("sample", f"sample batch 256 {where}, {native} (auto) vs nn.LSTM steps", r["auto"], r["lstm"], "chars/s",
+        ">= 1.5x", r["auto"] / r["lstm"] >= 1.5, ratio=r["auto"] / r["lstm"])
+    row("sample", f"sample batch 256 {where}, float32 vs nn.LSTM steps", r["exact"], r["lstm"], "chars/s",
+        ratio=r["exact"] / r["lstm"])
+    row("sample", f"sample batch 256 ({where}) / batch 1 (1 thr), {native}: the threads charforge picks",
+        r["auto"], batch1, "chars/s", ">= 5x", r["auto"] / batch1 >= 5, ratio=r["auto"] / batch1)
 
 
 # -- quality per wall-clock -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ import torch
 
 from charforge.config import TrainConfig
 from charforge.errors import CharforgeError, unknown_name
+from charforge.fastpath import check_precision
 from charforge.generate import BatchGenerator, Request, Sample, Settings, expand, parse_temperatures
 from charforge.model import CharModel
 from charforge.vocab import Vocab
@@ -59,12 +60,15 @@ class Model:
     """A trained character model ready to generate and score text.
 
     Build one with :func:`charforge.load`, or wrap a :class:`~charforge.model.CharModel` and its
-    :class:`~charforge.vocab.Vocab` directly: ``Model(char_model, vocab)``.
+    :class:`~charforge.vocab.Vocab` directly: ``Model(char_model, vocab)``. ``precision`` is the
+    arithmetic of generation (auto, float32 or bfloat16: see ``charforge generate --help``);
+    :meth:`score` always computes in float32.
     """
 
     def __init__(self, model: CharModel, vocab: Vocab, device: torch.device | str = "cpu",
                  config: TrainConfig | None = None, path: Path | None = None,
-                 meta: dict[str, Any] | None = None):
+                 meta: dict[str, Any] | None = None, precision: str = "auto"):
+        self.precision = check_precision(precision)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.vocab = vocab
@@ -84,7 +88,7 @@ class Model:
         return list(self.vocab.chars)
 
     def _engine(self, batch_size: int = 256, drop_unknown: bool = False) -> BatchGenerator:
-        return BatchGenerator(self.model, self.vocab, self.device, batch_size, drop_unknown)
+        return BatchGenerator(self.model, self.vocab, self.device, batch_size, drop_unknown, self.precision)
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -200,11 +204,13 @@ class Model:
 
 # -- loading and training ----------------------------------------------------------------------
 
-def load(path: str | Path, device: str = "auto", which: str = "best", plugins: Iterable[Any] = ()) -> Model:
+def load(path: str | Path, device: str = "auto", which: str = "best", plugins: Iterable[Any] = (),
+         precision: str = "auto") -> Model:
     """A :class:`Model` from a checkpoint file or a run directory (its best, else latest, checkpoint).
 
     ``device``: auto (a GPU when there is one), cpu, cuda or mps. ``plugins``: extra plugin
-    objects, for checkpoints whose cell comes from a plugin registered in code.
+    objects, for checkpoints whose cell comes from a plugin registered in code. ``precision``:
+    generation's arithmetic, auto (bfloat16 where the CPU computes it natively), float32 or bfloat16.
     """
     from charforge.checkpoint import load_model
     from charforge.plugins import Registry, make_plugin_manager
@@ -214,7 +220,7 @@ def load(path: str | Path, device: str = "auto", which: str = "best", plugins: I
         raise CharforgeError(f"which must be best or latest, not {which!r}.")
     dev = pick_device(device)
     model, vocab, ckpt = load_model(path, Registry(make_plugin_manager(extra=plugins)), dev, which)
-    return Model(model, vocab, dev, TrainConfig.from_dict(ckpt.meta["config"]), ckpt.path, ckpt.meta)
+    return Model(model, vocab, dev, TrainConfig.from_dict(ckpt.meta["config"]), ckpt.path, ckpt.meta, precision)
 
 
 @dataclass
@@ -225,9 +231,10 @@ class TrainResult:
     metrics: dict[str, Any]
     config: TrainConfig
 
-    def load(self, device: str = "auto", which: str = "best", plugins: Iterable[Any] = ()) -> Model:
+    def load(self, device: str = "auto", which: str = "best", plugins: Iterable[Any] = (),
+             precision: str = "auto") -> Model:
         """The trained model (its best checkpoint by default)."""
-        return load(self.run_dir, device, which, plugins)
+        return load(self.run_dir, device, which, plugins, precision)
 
 
 _ALIASES = {"layers": "num_layers", "keep": "keep_checkpoints"}  # the CLI's names for two fields

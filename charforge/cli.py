@@ -151,39 +151,55 @@ def train(ctx, corpus, name, runs_dir, resume, quiet, tui, **options):
 @click.option("--which", type=click.Choice(["best", "latest"]), default="best", show_default=True,
               help="Which checkpoint of a run directory.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, mps or auto.")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+              help="Arithmetic of the recurrent products: bfloat16 is about twice as fast where the CPU has it "
+                   "natively (auto picks it there); float32 matches training and scoring to the bit.")
 @click.option("--tui", is_flag=True, help="Sample interactively in the terminal UI, starting from these settings.")
 def sample(checkpoint, prime, length, temperature, top_k, top_p, greedy, seed, num_samples, drop_unknown,
-           which, device, tui):
+           which, device, precision, tui):
     """Print text sampled from CHECKPOINT (a .safetensors file or a run directory), streaming."""
     if tui:
         from charforge.tui import commands
 
         return commands.sample(checkpoint, which, device, prime, length, 0.0 if greedy else temperature,
-                               top_k, top_p, seed)
+                               top_k, top_p, seed, precision)
     from charforge.checkpoint import load_model
-    from charforge.sampler import SampleOptions, Sampler
+    from charforge.generate import BatchGenerator, Request, Settings, random_seed
     from charforge.trainer import pick_device
 
-    options = SampleOptions(length, temperature, top_k, top_p, greedy).check()
+    settings = Settings(length, temperature, top_k, top_p, greedy).check()
     if num_samples < 1:
         raise CharforgeError(f"--num-samples must be at least 1, not {num_samples}.")
     if seed is not None and not 0 <= seed < 2**63:
         raise CharforgeError(f"--seed must be in [0, 2**63), not {seed}.")
     dev = pick_device(device)
+    _sampling_threads(dev, 0, num_samples)
     model, vocab, _ = load_model(checkpoint, _registry(), dev, which)
-    sampler = Sampler(model, vocab, dev)
-    prompt = vocab.decode(vocab.encode(prime, drop_unknown=drop_unknown))  # what the model continues
+    engine = BatchGenerator(model, vocab, dev, drop_unknown=drop_unknown, precision=precision)
+    prompt = engine.encode_prompt(prime)[0]  # what the model continues
+    seed = random_seed() if seed is None else seed
     out = sys.stdout
     if num_samples == 1:
         out.write(prompt)
-        for token in sampler.tokens(prime, options, 1, seed, drop_unknown):
-            out.write(vocab.chars[int(token[0])])
+        for piece in engine.stream(Request(prime, settings), seed):
+            out.write(piece)
             out.flush()
         out.write("\n")
         return
-    for i, text in enumerate(sampler.sample(prime, options, num_samples, seed, drop_unknown)):
-        out.write(("" if i == 0 else "\n----\n") + prompt + text)
+    for result in engine.run([Request(prime, settings, num_samples)], seed):
+        out.write(("" if result.sample == 0 else "\n----\n") + prompt + result.text)
     out.write("\n")
+
+
+def _sampling_threads(dev, threads: int, rows: int) -> None:
+    """``threads`` CPU threads, or by default one for fewer than 32 rows (where a second thread only
+    adds hand-offs: measured in benchmarks/NOTES.md) and all cores for more."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    elif dev.type == "cpu" and rows < 32:
+        torch.set_num_threads(1)
 
 
 @cli.command()
@@ -225,8 +241,11 @@ def watch(run_dir):
 @click.option("--drop-unknown", is_flag=True, help="Drop prompt characters the model does not know.")
 @click.option("--which", type=click.Choice(["best", "latest"]), default="best", show_default=True,
               help="Which checkpoint of a run directory.")
+@click.option("--precision", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
+              help="Arithmetic of the recurrent products: bfloat16 is about twice as fast where the CPU has it "
+                   "natively (auto picks it there); float32 matches training and scoring to the bit.")
 def generate(checkpoint, prompt_texts, prompts_file, num_samples, length, temperature, top_k, top_p, greedy,
-             stop, beam, seed, batch_size, device, threads, fmt, output, progress, drop_unknown, which):
+             stop, beam, seed, batch_size, device, threads, fmt, output, progress, drop_unknown, which, precision):
     """Generate continuations of many prompts from CHECKPOINT, in batches, as JSONL or text."""
     from dataclasses import replace
 
@@ -253,18 +272,13 @@ def generate(checkpoint, prompt_texts, prompts_file, num_samples, length, temper
     if not requests:
         raise CharforgeError("no prompts: give --prompt TEXT, --prompts FILE, or prompts on stdin.")
 
-    import torch
-
     from charforge.checkpoint import load_model
     from charforge.trainer import pick_device
 
     dev = pick_device(device)
-    if threads:
-        torch.set_num_threads(threads)
-    elif dev.type == "cpu" and sum(r.settings.beam or r.num_samples for r in requests) < 32:
-        torch.set_num_threads(1)
+    _sampling_threads(dev, threads, sum(r.settings.beam or r.num_samples for r in requests))
     model, vocab, _ = load_model(checkpoint, _registry(), dev, which)
-    engine = gen.BatchGenerator(model, vocab, dev, batch_size, drop_unknown)
+    engine = gen.BatchGenerator(model, vocab, dev, batch_size, drop_unknown, precision)
     show = progress if progress is not None else sys.stderr.isatty()
     bar = gen.Progress(*gen.total_work(requests)) if show else None
     results = engine.run(requests, seed, bar)  # checks every prompt (unknown characters...) first

@@ -13,10 +13,9 @@ and refills free rows from the queue as samples finish.
   order of the prompts. Each step turns a row's uniform number into a character by inverse-CDF
   sampling over that row's own (temperature, top-k, top-p) distribution.
 * **Throughput.** Everything runs under ``torch.inference_mode()``. For the built-in fused
-  cells a round of :data:`ROUND` steps is one call of a TorchScript loop (:func:`fast_rows`, on
-  the raw weights the sampler's :class:`~charforge.sampler.FastPlan` extracts), or for big
-  batches a loop over oneDNN-packed weights (:func:`big_rows`); other cells run ``model.step``
-  from Python, with nothing else per step. Tokens are copied to the host once per
+  cells a round of :data:`ROUND` steps is one call of a TorchScript loop on the raw weights
+  (:mod:`charforge.fastpath`, in float32 or bfloat16, see ``precision``); other cells run
+  ``model.step`` from Python, with nothing else per step. Tokens are copied to the host once per
   round and turned into text per row with one vectorised lookup, never per character; stop
   strings are searched per row per round with ``str.find``.
 
@@ -50,11 +49,10 @@ from torch import Tensor
 from charforge.cell import State
 from charforge.errors import CharforgeError
 from charforge.model import CharModel
-from charforge.sampler import _KINDS, FastPlan, SampleOptions, fused_stack_step, packed_stack_step, scripted
+from charforge.fastpath import FastPlan, check_precision, choose_rows, compiled_fast_rows
 from charforge.vocab import Vocab
 
 ROUND = 64  # steps between host synchronisations (token copies, stop checks, refills)
-_FAST_KINDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}  # the kind codes fast_rows dispatches on
 LN2 = math.log(2)
 _NO_TOP_P = 2.0  # a top-p that never drops anything, for rows without nucleus sampling
 
@@ -90,7 +88,14 @@ class Settings:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise CharforgeError(f"{name.replace('_', '-')} must be a number, not {value!r}.")
-        SampleOptions(self.length, self.temperature, self.top_k, self.top_p, self.greedy).check()
+        if self.length < 0:
+            raise CharforgeError(f"--length must not be negative, not {self.length}.")
+        if not self.temperature >= 0:
+            raise CharforgeError(f"--temperature must be 0 or more, not {self.temperature}.")
+        if self.top_k < 0:
+            raise CharforgeError(f"--top-k must not be negative, not {self.top_k}.")
+        if not 0 < self.top_p <= 1:
+            raise CharforgeError(f"--top-p must be in (0, 1], not {self.top_p}.")
         if self.beam < 0:
             raise CharforgeError(f"--beam must not be negative, not {self.beam}.")
         if any(not isinstance(s, str) or not s for s in self.stop):
@@ -193,45 +198,7 @@ def uniforms(keys: Tensor, start: Tensor, n: int) -> Tensor:
     return _lsr(z, 40).to(torch.float32) * _U_SCALE
 
 
-# -- picking the next character of many rows at once --------------------------------------------------
-
-def choose_rows(logits: Tensor, u: Tensor, temps: Optional[Tensor], kth: Optional[Tensor],
-                top_p: Optional[Tensor], greedy: Optional[Tensor], all_greedy: bool) -> Tensor:
-    """Next tokens (rows,) from logits (rows, vocab), each row with its own settings and uniform.
-
-    ``u`` (rows, 1) holds each row's uniform number; ``temps`` (rows, 1) the temperatures (None:
-    all 1); ``kth`` (rows, 1) the index of each row's k-th largest logit (None: no top-k);
-    ``top_p`` (rows, 1) (None: no nucleus; 2 for a row without one); ``greedy`` (rows,) rows
-    that take the most likely character. What a row's settings do not ask for leaves its numbers
-    exactly as the full computation would, so a row's result never depends on its neighbours.
-    TorchScript-compatible: the compiled loop calls it too.
-    """
-    if all_greedy:
-        return logits.argmax(dim=-1)
-    x = logits
-    if temps is not None:
-        # Shifted so that the largest logit is 0: a tiny temperature then gives 0 and -inf, never
-        # inf - inf = nan. (softmax shifts the same way, so rows at temperature 1 are unchanged.)
-        # Divided by a tensor, never a Python scalar: some devices divide by a scalar through its
-        # reciprocal, which would round differently from per-row division.
-        x = (x - x.amax(dim=-1, keepdim=True)) / temps
-    if kth is not None:
-        kth_value = x.sort(dim=-1, descending=True)[0].gather(1, kth)
-        x = x.masked_fill(x < kth_value, float("-inf"))
-    probs = x.softmax(dim=-1)
-    if top_p is not None:
-        sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
-        drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
-        drop[:, 0] = False  # the most likely character always stays, whatever the top-p
-        probs = probs.masked_fill(drop.scatter(1, order, drop), 0.0)
-    cdf = probs.cumsum(dim=-1)
-    # The first character whose cumulative probability passes u: the count of those that do not.
-    # u < 1 - 2^-20 keeps it below the vocabulary size (and a NaN row gives 0, not a crash).
-    token = (cdf <= u * cdf[:, -1:]).sum(dim=-1)
-    if greedy is not None:
-        token = torch.where(greedy, logits.argmax(dim=-1), token)
-    return token
-
+# -- the sampling settings of a batch ----------------------------------------------------------------
 
 class _Plan:
     """The per-row sampling settings of the rows in a batch, as the tensors :func:`choose_rows` takes."""
@@ -252,58 +219,12 @@ class _Plan:
         return choose_rows(logits, u, self.temps, self.kth, self.top_p, self.greedy, self.all_greedy)
 
 
-def fast_rows(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor,
-              w_ih: List[Tensor], w_hh: List[Tensor], b_ih: List[Optional[Tensor]], b_hh: List[Optional[Tensor]],
-              head_w: Tensor, head_b: Optional[Tensor], noise: Tensor, temps: Optional[Tensor],
-              kth: Optional[Tensor], top_p: Optional[Tensor], greedy: Optional[Tensor], all_greedy: bool,
-              out: Tensor) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
-    """``n`` steps of a stack of built-in fused cells (the weights of :class:`~charforge.sampler.FastPlan`),
-    each row picking with its own settings and uniforms ``noise`` (n, rows, 1); tokens go to ``out``
-    (n, rows). Each step is :func:`~charforge.sampler.fused_stack_step`, as in the sampler's fast loop."""
-    batch = token.shape[0]
-    no_x = torch.empty([batch, 0], dtype=table.dtype, device=table.device)
-    no_w = torch.empty([table.shape[1], 0], dtype=table.dtype, device=table.device)
-    for i in range(n):
-        x = fused_stack_step(kind, token, hs, cs, table, w_ih, w_hh, b_ih, b_hh, no_x, no_w)
-        token = choose_rows(F.linear(x, head_w, head_b), noise[i], temps, kth, top_p, greedy, all_greedy)
-        out[i] = token
-    return token, hs, cs
-
-
-def big_rows(kind: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor, ih: list,
-             hh: list, head, noise: Tensor, temps: Optional[Tensor], kth: Optional[Tensor], top_p: Optional[Tensor],
-             greedy: Optional[Tensor], all_greedy: bool, out: Tensor) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
-    """:func:`fast_rows` for many rows: the products through the sampler's oneDNN-packed weights
-    (:meth:`FastPlan.packed`, about 1.3x faster than BLAS there), the gate arithmetic as
-    ``torch.*_cell`` does it (:func:`~charforge.sampler.packed_stack_step`). Plain Python: at this
-    size a step costs milliseconds."""
-    for i in range(n):
-        x = packed_stack_step(kind, token, hs, cs, table, ih, hh)
-        token = choose_rows(head(x), noise[i], temps, kth, top_p, greedy, all_greedy)
-        out[i] = token
-    return token, hs, cs
-
-
-def _compiled_fast_rows():
-    """:func:`fast_rows`, compiled by TorchScript once per process when it can be."""
-    return scripted(fast_rows)
-
-
 class _Stepper:
     """Runs ``n`` steps of a batch: the compiled loop for built-in fused cells, else ``model.step``."""
 
-    def __init__(self, model: CharModel):
+    def __init__(self, model: CharModel, precision: str):
         self.model = model
-        self.fast = FastPlan.of(model) if _KINDS == _FAST_KINDS else None
-        self.lstm = self.fast is not None and self.fast.kind == _FAST_KINDS["lstm"]
-        self._packed: tuple[int, Any] = (0, None)
-
-    def packed(self, rows: int):
-        """The oneDNN-packed weights for this many rows (None below the sampler's ``BIG_BATCH``), kept
-        until the batch changes size."""
-        if self._packed[0] != rows:
-            self._packed = (rows, self.fast.packed(rows) if hasattr(self.fast, "packed") else None)
-        return self._packed[1]
+        self.fast = FastPlan.of(model, precision)
 
     def __call__(self, n: int, token: Tensor, state: list[State], t: Tensor | None, noise: Tensor,
                  plan: _Plan) -> tuple[Tensor, list[State], Tensor]:
@@ -311,18 +232,15 @@ class _Stepper:
         out = torch.empty((n, token.shape[0]), dtype=torch.int64, device=token.device)
         fast = self.fast
         if fast is not None:
+            lstm = len(state[0]) == 2
             hs = [s[0] for s in state]
-            cs = [s[1] for s in state] if self.lstm else []
-            packed = self.packed(len(token))
-            if packed is not None:
-                token, hs, cs = big_rows(fast.kind, n, token, hs, cs, fast.table, *packed, noise, plan.temps,
-                                         plan.kth, plan.top_p, plan.greedy, plan.all_greedy, out)
-            else:
-                token, hs, cs = _compiled_fast_rows()(
-                    fast.kind, n, token, hs, cs, fast.table, fast.w_ih, fast.w_hh, fast.b_ih, fast.b_hh,
-                    fast.head_w, fast.head_b, noise, plan.temps, plan.kth, plan.top_p, plan.greedy,
-                    plan.all_greedy, out)
-            state = [(h, c) for h, c in zip(hs, cs)] if self.lstm else [(h,) for h in hs]
+            cs = [s[1] for s in state] if lstm else []
+            mode, head_mode, w_ih, w_hh, head_w = fast.weights(len(token))
+            token, hs, cs = compiled_fast_rows()(
+                fast.kind, mode, head_mode, n, token, hs, cs, fast.table, w_ih, w_hh, fast.b_ih, fast.b_hh,
+                head_w, fast.head_b, [], noise, plan.temps, plan.kth, plan.top_p, plan.greedy, plan.all_greedy,
+                out)
+            state = [(h, c) for h, c in zip(hs, cs)] if lstm else [(h,) for h in hs]
             return token, state, out
         model = self.model
         for i in range(n):
@@ -382,9 +300,10 @@ class BatchGenerator:
     """
 
     def __init__(self, model: CharModel, vocab: Vocab, device: torch.device | str = "cpu",
-                 batch_size: int = 256, drop_unknown: bool = False):
+                 batch_size: int = 256, drop_unknown: bool = False, precision: str = "auto"):
         if batch_size < 1:
             raise CharforgeError(f"--batch-size must be at least 1, not {batch_size}.")
+        self.precision = check_precision(precision)
         self.model = model.eval()
         self.vocab = vocab
         self.device = torch.device(device)
@@ -504,7 +423,7 @@ class BatchGenerator:
         """Sampling and greedy rows: (request order, sample index, result) as each row finishes."""
         model, dev, V = self.model, self.device, len(self.vocab)
         uses_time = model.uses_time
-        stepper = _Stepper(model)
+        stepper = _Stepper(model, self.precision)
         queue = deque(rows)
         active: list[_Row] = []
         state: list[State] = []
@@ -601,7 +520,7 @@ class BatchGenerator:
         key = torch.tensor([row_key], dtype=torch.int64, device=self.device)
         state, token, position = self.prime([ids])
         plan = _Plan([settings], len(self.vocab), self.device)
-        stepper = _Stepper(self.model)
+        stepper = _Stepper(self.model, self.precision)
         chars, stops = self.vocab.chars, settings.stop
         t = position if self.model.uses_time else None
         held = ""

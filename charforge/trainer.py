@@ -29,7 +29,7 @@ from charforge.model import build_model, detach_state
 from charforge.optim import Schedule, clip_gradients
 from charforge.options import resolve_options
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.sampler import Sampler, SampleOptions
+from charforge.generate import BatchGenerator, Request, Settings
 from charforge.vocab import Vocab
 
 # What a resumed run must keep: the model's shape and everything the data position depends on.
@@ -264,8 +264,9 @@ class Trainer:
             metrics.update(self.evaluate())
             if not math.isfinite(metrics["val_loss"]):
                 raise self._diverged(f"the validation loss became {metrics['val_loss']}")
-        sample = Sampler(self.model, self.vocab, self.device).sample(
-            "", SampleOptions(length=self.config.sample_length, temperature=0.8), seed=self.step)[0]
+        request = Request("", Settings(length=self.config.sample_length, temperature=0.8))
+        engine = BatchGenerator(self.model, self.vocab, self.device, precision="float32")
+        sample = next(engine.run([request], seed=self.step)).text
         # without held-out text the newest model counts as the best; best_val stays unknown (inf)
         improved = "val_loss" not in metrics or metrics["val_loss"] < self.best_val
         if "val_loss" in metrics and improved:

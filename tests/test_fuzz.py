@@ -27,7 +27,7 @@ from charforge.config import TrainConfig
 from charforge.data import Streams
 from charforge.errors import CharforgeError
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.sampler import Sampler, SampleOptions, pick
+from charforge.generate import BatchGenerator, Request, Settings, _Plan
 from charforge.trainer import Trainer
 from charforge.vocab import Vocab, build_and_encode
 
@@ -117,7 +117,7 @@ _any_float = st.floats(allow_nan=True, allow_infinity=True)
        vocab=st.integers(1, 30), batch=st.integers(1, 4), scale=st.floats(0, 1e4), seed=st.integers(0, 2**32))
 def test_sampler_options_give_valid_ids_or_a_clear_error(length, temperature, top_k, top_p, greedy, vocab,
                                                         batch, scale, seed):
-    options = SampleOptions(length, temperature, top_k, top_p, greedy)
+    options = Settings(length, temperature, top_k, top_p, greedy)
     valid = length >= 0 and temperature >= 0 and top_k >= 0 and 0 < top_p <= 1
     if not valid:
         with pytest.raises(CharforgeError):
@@ -126,7 +126,7 @@ def test_sampler_options_give_valid_ids_or_a_clear_error(length, temperature, to
     assert options.check() is options
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(batch, vocab, generator=generator) * scale
-    ids = pick(logits, options, generator)
+    ids = _Plan([options] * batch, vocab, torch.device("cpu")).choose(logits, torch.rand(batch, 1, generator=generator))
     assert ids.shape == (batch,) and ids.dtype == torch.int64
     assert bool(((ids >= 0) & (ids < vocab)).all())
     if greedy or temperature == 0 or top_k == 1:
@@ -147,19 +147,21 @@ def tiny_model():
 @given(data=st.data())
 def test_sampler_samples_any_valid_options(tiny_model, data):
     model, vocab = tiny_model
-    options = SampleOptions(data.draw(st.integers(0, 12)), data.draw(st.floats(0, 10)),
-                            data.draw(st.integers(0, 12)), data.draw(st.floats(1e-30, 1)), data.draw(st.booleans()))
+    options = Settings(data.draw(st.integers(0, 12)), data.draw(st.floats(0, 10)),
+                       data.draw(st.integers(0, 12)), data.draw(st.floats(1e-30, 1)), data.draw(st.booleans()))
     prime = data.draw(st.text(alphabet="abc xyz\n!", max_size=8))
     n = data.draw(st.integers(1, 3))
-    sampler = Sampler(model, vocab)
+
+    def sample(prime, seed, drop_unknown=False):
+        engine = BatchGenerator(model, vocab, drop_unknown=drop_unknown)
+        return [s.text for s in engine.run([Request(prime, options, n)], seed)]
+
     if "!" in prime:
         with pytest.raises(CharforgeError, match="vocabulary"):
-            sampler.sample(prime, options, n, seed=1)
-        prime_kept = prime.replace("!", "")
-        assert sampler.sample(prime, options, n, seed=1, drop_unknown=True) == \
-            sampler.sample(prime_kept, options, n, seed=1)
+            sample(prime, 1)
+        assert sample(prime, 1, drop_unknown=True) == sample(prime.replace("!", ""), 1)
         return
-    texts = sampler.sample(prime, options, n, seed=data.draw(st.integers(0, 2**62)))
+    texts = sample(prime, data.draw(st.integers(0, 2**62)))
     assert len(texts) == n and all(len(t) == options.length and set(t) <= set(vocab.chars) for t in texts)
 
 

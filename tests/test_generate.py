@@ -47,9 +47,9 @@ def tiny():
     return lstm_model(len(vocab), sharpen=4.0), vocab
 
 
-def texts(model, vocab, requests, batch_size, seed=7):
-    """{(prompt, settings, sample index): text} from one run."""
-    gen = BatchGenerator(model, vocab, "cpu", batch_size)
+def texts(model, vocab, requests, batch_size, seed=7, precision="float32"):
+    """{(prompt, settings, sample index): text} from one run (float32: the arithmetic of ``model.step``)."""
+    gen = BatchGenerator(model, vocab, "cpu", batch_size, precision=precision)
     return {(s.prompt, s.settings, s.sample): s.text for s in gen.run(requests, seed)}
 
 
@@ -203,7 +203,7 @@ def test_greedy_samples_are_identical_and_length_zero_is_empty(tiny):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_compiled_loop_python_loop_and_model_step_agree(cell, monkeypatch):
-    from charforge import generate
+    from charforge import fastpath, generate
 
     vocab = Vocab.from_text(TEXT)
     torch.manual_seed(1)
@@ -211,24 +211,21 @@ def test_compiled_loop_python_loop_and_model_step_agree(cell, monkeypatch):
     mixes = [Settings(length=70), Settings(length=50, temperature=0.5, top_k=4), Settings(length=60, top_p=0.7),
              Settings(length=40, greedy=True)]
     requests = [Request(p, s, num_samples=2) for p, s in zip(PROMPTS, itertools.cycle(mixes))]
-    assert generate._Stepper(model).fast is not None
+    assert generate._Stepper(model, "float32").fast is not None
     compiled = texts(model, vocab, requests, batch_size=5)
-    monkeypatch.setattr(generate, "_compiled_fast_rows", lambda: generate.fast_rows)
+    monkeypatch.setattr(generate, "compiled_fast_rows", lambda: fastpath.fast_rows)
     assert texts(model, vocab, requests, batch_size=5) == compiled
-    monkeypatch.setattr(generate, "FastPlan", type("NoFastPlan", (), {"of": staticmethod(lambda m: None)}))
-    assert generate._Stepper(model).fast is None
+    monkeypatch.setattr(generate, "FastPlan", type("NoFastPlan", (), {"of": staticmethod(lambda m, p: None)}))
+    assert generate._Stepper(model, "float32").fast is None
     assert texts(model, vocab, requests, batch_size=5) == compiled
 
 
-def test_big_batches_take_the_packed_path_and_agree(tiny, monkeypatch):
-    """From the sampler's BIG_BATCH rows up the products go through oneDNN's packed weights, which
-    round differently from BLAS: greedy texts agree exactly, sampled ones except at a near-tie."""
-    from charforge import generate
-    from charforge.sampler import BIG_BATCH
+def test_big_batches_agree_with_small_ones(tiny):
+    """From BIG_BATCH rows up the float32 products go through oneDNN's packed weights, which round
+    differently from BLAS: greedy texts agree exactly, sampled ones except at a near-tie."""
+    from charforge.fastpath import BIG_BATCH
 
     model, vocab = tiny
-    used, real = [], generate.big_rows
-    monkeypatch.setattr(generate, "big_rows", lambda *a: used.append(len(a[2])) or real(*a))
     n = BIG_BATCH + 8
     prompts = [PROMPTS[i % len(PROMPTS)] + "abcdefgh"[:i % 5] for i in range(n)]
     for settings in (Settings(length=60, greedy=True), Settings(length=60)):
@@ -237,8 +234,6 @@ def test_big_batches_take_the_packed_path_and_agree(tiny, monkeypatch):
         small = texts(model, vocab, requests, batch_size=4)
         same = sum(big[k] == small[k] for k in big)
         assert same == len(big) if settings.greedy else same >= 0.9 * len(big)
-    if generate._Stepper(model).packed(n) is not None:  # oneDNN present: the packed path ran
-        assert used and max(used) >= BIG_BATCH and min(used) >= BIG_BATCH
 
 
 class TimeCell(Cell):
@@ -443,6 +438,25 @@ def test_cli_generates_jsonl_reproducibly(checkpoint):
     swapped = [checkpoint, "-p", "fox jumps", "-p", "The", *args[5:], "--batch-size", "3"]
     again = [json.loads(line) for line in run_cli(*swapped).stdout.splitlines()]
     assert again == [{**r, "index": 1 - r["index"]} for r in records[2:] + records[:2]]
+
+
+@pytest.mark.parametrize("precision", ["auto", "float32"])
+def test_sample_generate_and_the_api_give_one_text_per_seed(checkpoint, precision):
+    """One engine serves them all: the same seed, prompt and sample index give the same text."""
+    generated = [json.loads(line)["text"] for line in run_cli(
+        checkpoint, "-p", "The", "-n", "2", "--length", "40", "--seed", "9", "--precision", precision).stdout.splitlines()]
+    sample = ["sample", str(checkpoint), "--prime", "The", "--length", "40", "--seed", "9", "--precision", precision]
+    one = CliRunner().invoke(cli, sample, catch_exceptions=False)
+    assert one.exit_code == 0 and one.stdout == "The" + generated[0] + "\n"
+    two = CliRunner().invoke(cli, [*sample, "-n", "2"], catch_exceptions=False).stdout
+    assert two == "The" + generated[0] + "\n----\nThe" + generated[1] + "\n"
+    model = charforge.load(checkpoint, device="cpu", precision=precision)
+    assert model.generate("The", length=40, seed=9, num_samples=2) == generated
+    assert "".join(model.stream("The", length=40, seed=9)) == generated[0]
+    bad = CliRunner().invoke(cli, [*sample[:-1], "float16"])
+    assert bad.exit_code != 0 and "float16" in bad.output
+    with pytest.raises(CharforgeError, match="precision"):
+        charforge.load(checkpoint, device="cpu", precision="half")
 
 
 def test_cli_prompts_from_files_and_stdin_and_text_output(checkpoint, tmp_path):

@@ -26,7 +26,7 @@ from charforge.errors import CharforgeError
 from charforge.hookspecs import hookimpl
 from charforge.options import Option
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.sampler import Sampler, SampleOptions
+from charforge.generate import BatchGenerator, Request, Settings
 from charforge.trainer import Trainer
 
 BUILTIN_CELLS = {"rnn", "lstm", "gru"}
@@ -163,7 +163,7 @@ def test_plugin_cell_trains_and_samples(train, quiet_pm):
 
     model, vocab, _ = load_model(trainer.run_dir, Registry(quiet_pm([plugin])))
     assert isinstance(model.layers[0], TinyCell)
-    text = Sampler(model, vocab).sample("The ", SampleOptions(length=40), seed=3)[0]
+    text = next(BatchGenerator(model, vocab).run([Request("The ", Settings(length=40))], seed=3)).text
     assert len(text) == 40 and set(text) <= set(vocab.chars)
 
 

@@ -83,12 +83,12 @@ def watch(run_dir: str) -> None:
 
 
 def sample(target: str, which: str, device: str, prompt: str, length: int, temperature: float, top_k: int,
-           top_p: float, seed: int | None) -> None:
+           top_p: float, seed: int | None, precision: str = "auto") -> None:
     """``charforge sample CHECKPOINT --tui``: the sampling screen, starting from these settings."""
     from charforge.tui.models import CheckpointModels
     from charforge.tui.screens.sample import SampleScreen
     from charforge.tui.settings import SampleSettings
 
-    models = CheckpointModels(target, device=device, which=which)
+    models = CheckpointModels(target, device=device, which=which, precision=precision)
     settings = SampleSettings(temperature, top_k, top_p, length, -1 if seed is None else seed).clamped()
     run_app(lambda: SampleScreen(models, settings, prompt))

@@ -21,29 +21,30 @@ class LoadedModel:
     """A checkpoint ready to sample from."""
 
     name: str  # what labels its samples, e.g. "best · step 1200"
-    sampler: object
+    engine: object  # a charforge.generate.BatchGenerator, which drops unknown prompt characters
     vocab_size: int
 
     def stream(self, prompt: str, settings: SampleSettings, seed: int) -> Iterator[str]:
-        from charforge.sampler import SampleOptions
+        """The characters of the sample ``charforge sample`` and ``generate`` give for this seed."""
+        from charforge.generate import Request, Settings
 
-        options = SampleOptions(settings.length, settings.temperature, settings.top_k, settings.top_p)
-        chars = self.sampler.vocab.chars
-        for token in self.sampler.tokens(prompt, options, 1, seed, drop_unknown=True):
-            yield chars[int(token[0])]
+        request = Request(prompt, Settings(settings.length, settings.temperature, settings.top_k, settings.top_p))
+        for piece in self.engine.stream(request, seed):
+            yield from piece
 
     def known(self, prompt: str) -> str:
         """The prompt as the model reads it: characters it does not know are dropped."""
-        index = self.sampler.vocab.index
+        index = self.engine.vocab.index
         return "".join(c for c in prompt if c in index)
 
 
 class CheckpointModels:
     """The checkpoints of a run directory (best, latest, step-N), or one checkpoint file."""
 
-    def __init__(self, target: str | Path, device: str = "cpu", which: str = "best"):
+    def __init__(self, target: str | Path, device: str = "cpu", which: str = "best", precision: str = "auto"):
         self.target = Path(target)
         self.device = device
+        self.precision = precision
         if self.target.is_dir():
             folder = self.target / runs.CHECKPOINTS if (self.target / runs.CHECKPOINTS).is_dir() else self.target
             self.folder, self.run_dir = folder, runs.run_dir_of(folder / "x.safetensors")
@@ -69,14 +70,15 @@ class CheckpointModels:
 
     def load(self, choice: str) -> LoadedModel:
         from charforge.checkpoint import load_model
+        from charforge.generate import BatchGenerator
         from charforge.plugins import Registry, make_plugin_manager
-        from charforge.sampler import Sampler
         from charforge.trainer import pick_device
 
         path = self.target if self.target.is_file() else self.folder / f"{choice}.safetensors"
         device = pick_device(self.device)
         model, vocab, ckpt = load_model(path, Registry(make_plugin_manager()), device)
-        return LoadedModel(f"{choice} · step {ckpt.meta['step']}", Sampler(model, vocab, device), len(vocab))
+        engine = BatchGenerator(model, vocab, device, drop_unknown=True, precision=self.precision)
+        return LoadedModel(f"{choice} · step {ckpt.meta['step']}", engine, len(vocab))
 
 
 def checkpoint_step(path: str | Path) -> int | None:

@@ -1,0 +1,211 @@
+"""The fast step path (one compiled loop over the raw fused-cell weights) against the generic one.
+
+For every built-in cell, with one-hot or embedded input and one or two layers, the fast path in
+float32 must give the very text the generic path (``model.step`` + ``choose_rows``, one step at a
+time) gives for the same seed: greedy, plain, top-k and top-p sampling, batch 1 and batch 3. In
+bfloat16 it must stay close to float32 and still be the same text at every batch size. Also: the
+multi-layer sequence call equals the layer-by-layer one, and the trainer's defaults are sane.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from charforge import fastpath
+from charforge import generate as generate_module
+from charforge.config import TrainConfig
+from charforge.errors import CharforgeError
+from charforge.fastpath import BF16, BIG_BATCH, BLAS, PACKED, FastPlan
+from charforge.generate import BatchGenerator, Request, Settings
+from charforge.model import CharModel
+from charforge.plugins import Registry, make_plugin_manager
+from charforge.vocab import Vocab
+
+TEXT = "The quick brown fox jumps over the lazy dog.\nPack my box with five dozen liquor jugs!\n"
+OPTIONS = [Settings(120, greedy=True), Settings(120, temperature=0.0), Settings(120),
+           Settings(120, temperature=0.7, top_k=5), Settings(120, temperature=1.3, top_p=0.8)]
+
+
+@pytest.fixture(scope="module")
+def cells():
+    registry = Registry(make_plugin_manager())
+    return {name: registry.get("cell", name).obj for name in ("rnn", "lstm", "gru")}
+
+
+def model_of(cell, vocab, layers, embedding, hidden=24, **options):
+    torch.manual_seed(3)
+    model = CharModel(len(vocab), cell, hidden, layers, 0.0, embedding, cell_options=options)
+    with torch.no_grad():  # a sharper distribution than at initialisation, so that text has structure
+        model.head.weight.mul_(4.0)
+    return model.eval()
+
+
+def sample(model, vocab, settings, n, seed, precision="float32", batch_size=256, prompt="The q"):
+    engine = BatchGenerator(model, vocab, batch_size=batch_size, precision=precision)
+    return [s.text for s in engine.run([Request(prompt, settings, n)], seed)]
+
+
+@pytest.fixture
+def generic(monkeypatch):
+    """Switches the engine to the generic path: ``model.step`` one step at a time."""
+    def switch():
+        monkeypatch.setattr(generate_module, "FastPlan", type("NoPlan", (), {"of": staticmethod(lambda m, p: None)}))
+    return switch
+
+
+CASES = [("lstm", {}), ("gru", {}), ("rnn", {}), ("rnn", {"nonlinearity": "relu"}), ("rnn", {"bias": False})]
+
+
+@pytest.mark.parametrize("jit", ["1", "0"])
+@pytest.mark.parametrize("name,options", CASES)
+@pytest.mark.parametrize("layers,embedding", [(1, 0), (2, 0), (2, 8)])
+def test_fast_path_gives_the_generic_text(cells, monkeypatch, generic, jit, name, options, layers, embedding):
+    monkeypatch.setenv("CHARFORGE_SAMPLER_JIT", jit)
+    monkeypatch.setattr(fastpath, "_compiled", {})
+    vocab = Vocab.from_text(TEXT)
+    model = model_of(cells[name], vocab, layers, embedding, **options)
+    assert FastPlan.of(model) is not None
+    fast = {(i, batch): sample(model, vocab, opts, batch, 11) for i, opts in enumerate(OPTIONS) for batch in (1, 3)}
+    generic()
+    for (i, batch), texts in fast.items():
+        assert texts == sample(model, vocab, OPTIONS[i], batch, 11), (OPTIONS[i], batch)
+
+
+@pytest.mark.parametrize("name,options", CASES)
+def test_big_batches_go_through_packed_weights_and_sample_the_same(cells, monkeypatch, generic, name, options):
+    """From BIG_BATCH rows up the float32 products go through oneDNN: rounding differs from the BLAS
+    the step path uses (~1e-6), so texts agree except after a near-tie."""
+    vocab = Vocab.from_text(TEXT)
+    model = model_of(cells[name], vocab, 2, 8, **options)
+    modes, real = [], FastPlan.weights
+    monkeypatch.setattr(FastPlan, "weights", lambda self, rows: modes.append(real(self, rows)[0]) or real(self, rows))
+    batch = BIG_BATCH + 8
+    fast = [sample(model, vocab, opts, batch, 2) for opts in OPTIONS[::2]]
+    plan = FastPlan.of(model)
+    packed = fastpath.packed_usable(PACKED, tuple(plan.w_hh[0].shape), plan.b_hh[0] is not None, batch)
+    assert set(modes) == {PACKED if packed else BLAS}
+    generic()
+    for opts, texts in zip(OPTIONS[::2], fast):
+        same = sum(a == b for a, b in zip(texts, sample(model, vocab, opts, batch, 2)))
+        assert same >= batch - 2, (opts, same)  # a row diverges for good after one flipped character
+
+
+def leaky_cell(cells):
+    """An LSTM whose step differs from ``torch.lstm_cell``: the fast path must not serve it."""
+
+    class Leaky(cells["lstm"]):
+        name = "leaky-lstm"
+
+        def step(self, x, state, t=None):
+            h, (h2, c) = super().step(x, state, t)
+            return 0.5 * h, (0.5 * h2, c)
+
+    return Leaky
+
+
+def bfloat16_usable() -> bool:
+    return fastpath.packed_usable(BF16, (96, 24), True, 1)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])
+def test_bfloat16_stays_close_to_float32_and_is_the_same_at_every_batch_size(cells, name):
+    vocab = Vocab.from_text(TEXT)
+    model = model_of(cells[name], vocab, 2, 8, hidden=64)
+    if not bfloat16_usable():  # a build without oneDNN's bfloat16: asking for it is a clear error
+        with pytest.raises(CharforgeError, match="bfloat16"):
+            FastPlan.of(model, "bfloat16")
+        return
+    plan, exact = FastPlan.of(model, "bfloat16"), FastPlan.of(model, "float32")
+    assert plan.weights(1)[0] == BF16 and exact.weights(1)[0] == BLAS
+    token = torch.tensor([3, 5])
+    with torch.inference_mode():
+        outs = []
+        for p in (plan, exact):
+            mode, _, w_ih, w_hh, _ = p.weights(2)
+            hs = [torch.full((2, 64), 0.3), torch.full((2, 64), -0.2)]
+            cs = [torch.full((2, 64), 0.1), torch.zeros(2, 64)] if name == "lstm" else []
+            outs.append(fastpath.stack_step(p.kind, mode, token, hs, cs, p.table, w_ih, w_hh, p.b_ih, p.b_hh, []))
+    difference = float((outs[0] - outs[1]).abs().max())
+    assert 0 < difference < 0.02  # bfloat16 products: not float32's numbers, but within their 8 bits
+    for opts in OPTIONS[::2]:
+        alone = sample(model, vocab, opts, 6, 4, "bfloat16", batch_size=1)
+        assert sample(model, vocab, opts, 6, 4, "bfloat16", batch_size=6) == alone
+        assert sample(model, vocab, opts, 6, 4, "bfloat16", batch_size=BIG_BATCH) == alone
+
+
+def test_precision_choices_and_errors(cells, monkeypatch):
+    vocab = Vocab.from_text(TEXT)
+    model = model_of(cells["lstm"], vocab, 1, 0)
+    with pytest.raises(CharforgeError, match="precision"):
+        BatchGenerator(model, vocab, precision="float16")
+    monkeypatch.setattr(fastpath, "native_bfloat16", lambda: False)
+    assert not FastPlan.of(model, "auto").bfloat16  # no native bfloat16: float32
+    monkeypatch.setattr(fastpath, "native_bfloat16", lambda: True)
+    assert FastPlan.of(model, "auto").bfloat16 == bfloat16_usable()
+
+    leaky = model_of(leaky_cell(cells), vocab, 1, 0)
+    assert FastPlan.of(leaky, "auto") is None
+    with pytest.raises(CharforgeError, match="bfloat16 needs a model of built-in"):
+        FastPlan.of(leaky, "bfloat16")
+
+
+def test_streaming_gives_the_text_of_a_run_at_every_length(cells):
+    vocab = Vocab.from_text(TEXT)
+    model = model_of(cells["lstm"], vocab, 1, 0)
+    engine = BatchGenerator(model, vocab, precision="float32")
+    for length in (0, 1, 7, 8, 9, 300):
+        streamed = "".join(engine.stream(Request("", Settings(length)), seed=1))
+        assert len(streamed) == length
+        assert streamed == next(engine.run([Request("", Settings(length))], seed=1)).text
+
+
+def test_cells_that_change_the_step_take_the_generic_path(cells, generic):
+    vocab = Vocab.from_text(TEXT)
+    model = model_of(leaky_cell(cells), vocab, 1, 0)
+    assert FastPlan.of(model) is None
+    text = sample(model, vocab, Settings(50, greedy=True), 1, 0, precision="auto")
+    generic()
+    assert text == sample(model, vocab, Settings(50, greedy=True), 1, 0)
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru"])
+def test_a_stack_of_fused_layers_runs_as_one_call_with_the_same_result(cells, monkeypatch, name):
+    from charforge_builtins import fused
+
+    vocab = Vocab.from_text(TEXT)
+    model = model_of(cells[name], vocab, 3, 8)
+    x = torch.randint(len(vocab), (4, 9))
+    state = [tuple(torch.randn_like(s) for s in layer) for layer in model.initial_state(4)]
+    calls = []
+    original = fused.FusedCell.forward_stack
+    monkeypatch.setattr(fused.FusedCell, "forward_stack",
+                        staticmethod(lambda *a: calls.append(1) or original(*a)))
+    joint, joint_state = model(x, state)
+    assert calls, "three identical fused layers should run as one call"
+    monkeypatch.setattr(fused.FusedCell, "stack_key", lambda self, x: None)
+    alone, alone_state = model(x, state)
+    torch.testing.assert_close(joint, alone, rtol=0, atol=1e-6)
+    for a, b in zip(joint_state, alone_state):
+        for s, t in zip(a, b):
+            torch.testing.assert_close(s, t, rtol=0, atol=1e-6)
+
+
+def test_default_threads_and_defaults_are_sane():
+    from charforge.trainer import default_threads
+
+    cores = os.cpu_count() or 1
+    config = TrainConfig()
+    assert config.check() is config
+    assert 1 <= default_threads(config) <= cores
+    assert default_threads(TrainConfig(hidden_size=32, batch_size=4)) == 1  # tiny steps: one thread
+    assert default_threads(config) == cores  # the default model gains 1.6x from a second core
+    assert default_threads(TrainConfig(hidden_size=1024, num_layers=2)) == cores
+    assert config.schedule == "cosine" and 0 < config.lr <= 0.01 and 0 < config.min_lr_ratio < 1
+    assert config.cell == "lstm" and config.hidden_size >= 128 and config.batch_size * config.seq_len >= 1000
+    assert config.embedding_dim >= 0 and config.clip == "norm"
+    assert config.eval_every >= 100 and config.log_every >= 1
+    assert math.isfinite(TrainConfig.DEFAULT_MINUTES) and TrainConfig.DEFAULT_MINUTES > 0
