@@ -235,11 +235,10 @@ class _Stepper:
             lstm = len(state[0]) == 2
             hs = [s[0] for s in state]
             cs = [s[1] for s in state] if lstm else []
-            mode, head_mode, w_ih, w_hh, head_w = fast.weights(len(token))
+            mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, head_w = fast.weights(len(token))
             token, hs, cs = compiled_fast_rows()(
-                fast.kind, mode, head_mode, n, token, hs, cs, fast.table, w_ih, w_hh, fast.b_ih, fast.b_hh,
-                head_w, fast.head_b, [], noise, plan.temps, plan.kth, plan.top_p, plan.greedy, plan.all_greedy,
-                out)
+                fast.kind, mode, head_mode, n, token, hs, cs, table, w_ih, w_hh, b_ih, b_hh, head_w, fast.head_b,
+                [], noise, plan.temps, plan.kth, plan.top_p, plan.greedy, plan.all_greedy, out)
             state = [(h, c) for h, c in zip(hs, cs)] if lstm else [(h,) for h in hs]
             return token, state, out
         model = self.model
