@@ -44,7 +44,7 @@ from torch import nn
 
 from charforge.config import TrainConfig
 from charforge.data import Streams, split
-from charforge.fastpath import native_bfloat16
+from charforge.fastpath import native_int8
 from charforge.generate import BatchGenerator, Request, Settings
 from charforge.hookspecs import hookimpl
 from charforge.model import build_model
@@ -336,7 +336,7 @@ def bench_sample(args, vocab: Vocab) -> None:
     model, plain, cell = sampling_model(len(vocab), args.device)
     auto = BatchGenerator(model, vocab, args.device)
     exact = BatchGenerator(model, vocab, args.device, precision="float32")
-    native = "bfloat16" if args.device == "cpu" and native_bfloat16() else "float32"
+    native = "int8" if args.device == "cpu" and native_int8() else "float32"
     scale = 0.2 if args.quick else 1.0
     n1 = int(3000 * scale)
     print(f"sampling chars/s, 1x512 LSTM (charforge's default input), temperature 1; auto precision: {native}")

@@ -14,17 +14,18 @@ The products run in one of three modes, chosen per batch by :meth:`FastPlan.weig
 * ``PACKED`` (float32, from :data:`BIG_BATCH` rows up): oneDNN with the weights packed once
   for the batch, about 1.3x faster per product on the AMD CPU this was measured on, rounded
   differently in the last bit.
-* ``BF16`` (precision ``bfloat16``, every batch size): oneDNN in bfloat16. The weights and the
-  hidden state enter the product rounded to bfloat16, the product accumulates in float32 and
-  its result is rounded to bfloat16 before joining the float32 gate arithmetic. On CPUs that
-  compute bfloat16 natively (AVX512-BF16, AMX) a product costs about half the float32 one, at
-  batch 1 because half the bytes are read and at batch 256 because the dot products are twice
-  as wide. Measured on a 1 x 512 LSTM trained on tiny-shakespeare, the held-out loss under
-  bfloat16 products differed from float32 by 2e-5 nats per character (NOTES.md, section 9).
+* ``INT8`` (precision ``int8``, every batch size): each weight row stored as 8-bit integers with
+  its own scale, the hidden state (always within (-1, 1) for these cells) rounded to multiples
+  of 1/127, multiplied in exact integer arithmetic (``torch._int_mm``; VNNI dot products) and
+  scaled back to float32. A quarter of float32's bytes: at batch 1 the product streams 1 MiB
+  instead of 4, and costs about a fifth of float32's on the 2-core machine of benchmarks/NOTES.md.
+  Integer sums do not depend on the batch, so neither does the text. Measured on a 1 x 512 LSTM
+  trained on tiny-shakespeare, the held-out loss moved by 0.00015 nats per character (NOTES.md,
+  section 7).
 
 Precision ``auto`` (the default of ``generate``, ``sample``, the API and the sampling screen)
-takes bfloat16 where the CPU computes it natively, float32 elsewhere; training, scoring and the
-samples written at validation always compute in float32.
+takes int8 where the CPU has VNNI and every layer's state is bounded (not ``rnn`` with relu),
+float32 elsewhere; training, scoring and the samples written at validation compute in float32.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ from charforge.errors import CharforgeError
 from charforge.model import CharModel
 
 KINDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}  # the kind codes the loop dispatches on
-BLAS, PACKED, BF16 = 0, 1, 2  # product modes (literals inside the TorchScript functions)
+BLAS, PACKED, INT8 = 0, 1, 2  # product modes (literals inside the TorchScript functions)
 BIG_BATCH = 32  # rows from which float32 products go through oneDNN's packed weights
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "int8")
 _TABLE_LIMIT = 1 << 26  # table entries (vocabulary x gates) above which the fast path is not used
 
 Scalars = List[Optional[Union[int, float, complex]]]  # the type of oneDNN's (unused) post-op scalars
@@ -90,31 +91,34 @@ def choose_rows(logits: Tensor, u: Tensor, temps: Optional[Tensor], kth: Optiona
 
 # -- the loop ---------------------------------------------------------------------------------------
 
-def product(x: Tensor, w: Tensor, b: Optional[Tensor], mode: int, scalars: Scalars) -> Tensor:
-    """``F.linear(x, w, b)`` in float32, with ``w`` as :meth:`FastPlan.weights` prepared it for ``mode``."""
+def product(x: Tensor, w: Tensor, b: Optional[Tensor], scale: Optional[Tensor], mode: int,
+            scalars: Scalars) -> Tensor:
+    """``F.linear(x, w, b)`` in float32, with ``w`` (and ``scale``) as :meth:`FastPlan.weights`
+    prepared it for ``mode``."""
     if mode == 0:  # BLAS
         return F.linear(x, w, b)
-    if mode == 1:  # PACKED
+    if mode == 1 or scale is None:  # PACKED
         return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", scalars, "")
-    y = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), w, None, "none", scalars, "")  # BF16
-    return y.float() if b is None else torch.add(b, y)
+    y = torch._int_mm(x.mul(127.0).round_().to(torch.int8), w) * scale  # INT8: |x| < 1
+    return y if b is None else y.add_(b)
 
 
 def stack_step(kind: int, mode: int, token: Tensor, hs: List[Tensor], cs: List[Tensor], table: Tensor,
                w_ih: List[Tensor], w_hh: List[Tensor], b_ih: List[Optional[Tensor]], b_hh: List[Optional[Tensor]],
-               scalars: Scalars) -> Tensor:
+               s_ih: List[Optional[Tensor]], s_hh: List[Optional[Tensor]], scalars: Scalars) -> Tensor:
     """One step of a stack of fused cells; updates ``hs``/``cs`` in place and returns the top
     layer's output. In BLAS mode the gate arithmetic is ``torch.lstm_cell``/``gru_cell``/
     ``rnn_*_cell``'s, op for op, so the result is theirs to the bit. In the other modes an LSTM
     takes one sigmoid over all four gates, its weights prepared by :func:`_one_sigmoid` (on this
-    CPU PyTorch's tanh costs six sigmoids: 20% of a batch-256 step)."""
+    CPU PyTorch's tanh costs six sigmoids: 20% of a batch-256 step). An 8-bit product rounds its
+    input to multiples of 1/127: every state these cells feed forward lies within (-1, 1)."""
     x = table  # never read: layer 0's input projection is a row of the table
     for layer in range(len(hs)):
         if layer == 0:
             gi = table.index_select(0, token)
         else:
-            gi = product(x, w_ih[layer], b_ih[layer], mode, scalars)
-        gh = product(hs[layer], w_hh[layer], b_hh[layer], mode, scalars)
+            gi = product(x, w_ih[layer], b_ih[layer], s_ih[layer], mode, scalars)
+        gh = product(hs[layer], w_hh[layer], b_hh[layer], s_hh[layer], mode, scalars)
         if kind == 0 and mode != 0:  # the cell gate's rows come doubled: tanh(g) = 2 sigmoid(2g) - 1
             ig, fg, cg, og = gi.add_(gh).sigmoid_().chunk(4, 1)
             c = torch.addcmul(fg * cs[layer], ig, cg, value=2.0).sub_(ig)
@@ -143,15 +147,16 @@ def stack_step(kind: int, mode: int, token: Tensor, hs: List[Tensor], cs: List[T
 
 def fast_rows(kind: int, mode: int, head_mode: int, n: int, token: Tensor, hs: List[Tensor], cs: List[Tensor],
               table: Tensor, w_ih: List[Tensor], w_hh: List[Tensor], b_ih: List[Optional[Tensor]],
-              b_hh: List[Optional[Tensor]], head_w: Tensor, head_b: Optional[Tensor], scalars: Scalars,
+              b_hh: List[Optional[Tensor]], s_ih: List[Optional[Tensor]], s_hh: List[Optional[Tensor]],
+              head_w: Tensor, head_b: Optional[Tensor], scalars: Scalars,
               noise: Tensor, temps: Optional[Tensor], kth: Optional[Tensor], top_p: Optional[Tensor],
               greedy: Optional[Tensor], all_greedy: bool, out: Tensor) -> Tuple[Tensor, List[Tensor], List[Tensor]]:
     """``n`` steps of every row, each row picking with its own settings and uniforms ``noise``
     (n, rows, 1); tokens go to ``out`` (n, rows)."""
     for i in range(n):
-        x = stack_step(kind, mode, token, hs, cs, table, w_ih, w_hh, b_ih, b_hh, scalars)
-        token = choose_rows(product(x, head_w, head_b, head_mode, scalars), noise[i], temps, kth, top_p, greedy,
-                            all_greedy)
+        x = stack_step(kind, mode, token, hs, cs, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, scalars)
+        token = choose_rows(product(x, head_w, head_b, None, head_mode, scalars), noise[i], temps, kth, top_p,
+                            greedy, all_greedy)
         out[i] = token
     return token, hs, cs
 
@@ -177,11 +182,10 @@ def compiled_fast_rows():
 
 # -- precision and packed weights --------------------------------------------------------------------
 
-def native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 products natively (emulated ones are slower than float32)."""
-    cpu = getattr(torch, "cpu", None)
-    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(check is not None and check() for check in checks)
+def native_int8() -> bool:
+    """Whether this CPU has VNNI dot products, which make 8-bit products fast (measured in NOTES.md)."""
+    check = getattr(getattr(torch, "cpu", None), "_is_vnni_supported", None)
+    return bool(check is not None and check()) or bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def check_precision(precision: str) -> str:
@@ -190,27 +194,32 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def _pack(w: Tensor, mode: int, batch: int) -> Tensor:
-    return torch.ops.mkldnn._reorder_linear_weight(w.bfloat16() if mode == BF16 else w, batch)
+def _prepare(w: Tensor, mode: int, batch: int) -> tuple[Tensor, Tensor | None]:
+    """``w`` as ``product`` takes it in ``mode``: packed by oneDNN, or 8-bit rows and their scales."""
+    if mode == PACKED:
+        return torch.ops.mkldnn._reorder_linear_weight(w, batch), None
+    step = w.abs().amax(dim=1).clamp_min(torch.finfo(w.dtype).tiny) / 127
+    return torch.round(w / step[:, None]).to(torch.int8).t(), step / 127
 
 
 _usable: dict = {}
 
 
 def packed_usable(mode: int, shape: tuple, bias: bool, batch: int) -> bool:
-    """Whether this build has oneDNN's packed linear and it computes ``F.linear`` for this mode and
-    shape (checked once per process and shape, on random numbers, against float32 BLAS)."""
+    """Whether this build computes ``F.linear`` in ``mode`` (oneDNN's packed product, or the 8-bit
+    one), checked once per process and shape on random numbers in (-1, 1) against float32 BLAS."""
     key = (mode, shape, bias, batch)
     if key not in _usable:
-        ok = torch.backends.mkldnn.is_available()
+        ok = mode == INT8 or torch.backends.mkldnn.is_available()
         if ok:
             try:
                 g = torch.Generator().manual_seed(0)
-                x, w = torch.randn(batch, shape[1], generator=g), torch.randn(shape, generator=g)
+                x, w = torch.rand(batch, shape[1], generator=g) * 2 - 1, torch.randn(shape, generator=g)
                 b = torch.randn(shape[0], generator=g) if bias else None
-                got = product(x, _pack(w, mode, batch), b, mode, [])
+                prepared, scale = _prepare(w, mode, batch)
+                got = product(x, prepared, b, scale, mode, [])
                 want = F.linear(x, w, b)
-                tol = (1e-5 if mode == PACKED else 0.05) * float(want.abs().max())  # bfloat16 keeps 8 bits
+                tol = (1e-5 if mode == PACKED else 0.05) * float(want.abs().max())  # int8 keeps ~2 digits
                 ok = got.shape == want.shape and bool(torch.allclose(got, want, rtol=0, atol=tol))
             except Exception:  # noqa: BLE001 - no oneDNN, or an op that changed: BLAS is always there
                 ok = False
@@ -222,21 +231,21 @@ class FastPlan:
     """The raw weights the fast loop needs, taken from a model whose layers all allow it."""
 
     def __init__(self, kind: int, table: Tensor, weights: list[tuple], head_w: Tensor, head_b: Tensor | None,
-                 bfloat16: bool):
+                 int8: bool):
         self.kind, self.table, self.head_w, self.head_b = kind, table, head_w, head_b
         self.w_ih = [w[0] for w in weights]
         self.w_hh = [w[1] for w in weights]
         self.b_ih = [w[2] for w in weights]
         self.b_hh = [w[3] for w in weights]
-        self.bfloat16 = bfloat16
+        self.int8 = int8
         self._prepared: tuple = (None, None)
 
     @classmethod
     def of(cls, model, precision: str = "float32") -> "FastPlan | None":
         """The plan for ``model`` as it is now, or None when the generic path (``model.step``) must run.
 
-        ``precision`` bfloat16 raises where oneDNN cannot compute it; auto takes it where the CPU
-        computes it natively."""
+        ``precision`` int8 raises where it cannot serve the model; auto takes it where the CPU has
+        VNNI and it can."""
         check_precision(precision)
         if (not isinstance(model, CharModel) or type(model).step is not CharModel.step or model.uses_time
                 or (model.training and model.drop.p > 0)):
@@ -255,12 +264,13 @@ class FastPlan:
         # table-row trick does not carry over; the generic path serves it.
         if len(kinds) != 1 or vocab * w_ih.shape[0] > _TABLE_LIMIT or w_ih.device.type != "cpu":
             return cls._no_plan(precision)
-        bfloat16 = precision == "bfloat16" or (precision == "auto" and native_bfloat16())
-        if bfloat16 and not packed_usable(BF16, tuple(w_hh.shape), b_hh is not None, 1):
-            if precision == "bfloat16":
-                raise CharforgeError("this PyTorch build cannot compute bfloat16 products on this CPU; "
-                                     "use --precision float32.")
-            bfloat16 = False
+        kind = KINDS[kinds.pop()]
+        int8 = precision == "int8" or (precision == "auto" and native_int8())
+        if int8 and (kind == KINDS["rnn_relu"] or not packed_usable(INT8, tuple(w_hh.shape), False, 1)):
+            if precision == "int8":  # a relu state is unbounded: no fixed 8-bit scale holds it
+                raise CharforgeError("--precision int8 cannot serve this model (an rnn with relu, or a PyTorch "
+                                     "build without 8-bit products); use --precision float32.")
+            int8 = False
         with torch.inference_mode():
             if model.embed is None:  # one-hot rows: each entry is exactly one weight plus its bias
                 eye = torch.eye(vocab, dtype=w_ih.dtype, device=w_ih.device)
@@ -269,36 +279,39 @@ class FastPlan:
                 emb = model.embed.weight.detach()
                 table = torch.cat([F.linear(emb[i:i + 1], w_ih, b_ih) for i in range(vocab)])
         head = model.head
-        return cls(KINDS[kinds.pop()], table, weights, head.weight.detach(),
-                   None if head.bias is None else head.bias.detach(), bfloat16)
+        return cls(kind, table, weights, head.weight.detach(), None if head.bias is None else head.bias.detach(),
+                   int8)
 
     @staticmethod
     def _no_plan(precision: str) -> None:
-        if precision == "bfloat16":
-            raise CharforgeError("--precision bfloat16 needs a model of built-in rnn, lstm or gru layers on the "
-                                 "CPU; use --precision float32.")
+        if precision == "int8":
+            raise CharforgeError("--precision int8 needs a model of built-in rnn, lstm or gru layers on the CPU; "
+                                 "use --precision float32.")
         return None
 
     def weights(self, rows: int) -> tuple:
-        """``(mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, head_w)`` for a batch of ``rows``: the
-        plan's own for BLAS; for the other modes packed by oneDNN (again only when the batch
-        changes size), an LSTM's in the one-sigmoid form."""
+        """``(mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, head_w)`` for a batch of
+        ``rows``: the plan's own weights for BLAS; for the other modes packed by oneDNN or cut to
+        8 bits with their scales ``s_*`` (again only when the batch changes size), an LSTM's in the
+        one-sigmoid form."""
         if self._prepared[0] == rows:
             return self._prepared[1]
-        mode = BF16 if self.bfloat16 else PACKED if rows >= BIG_BATCH else BLAS
+        mode = INT8 if self.int8 else PACKED if rows >= BIG_BATCH else BLAS
         if mode == PACKED and not packed_usable(PACKED, tuple(self.w_hh[0].shape), self.b_hh[0] is not None, rows):
             mode = BLAS
         table, w_ih, w_hh, b_ih, b_hh, head_w = self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh, self.head_w
+        s_ih, s_hh = [None] * len(w_hh), [None] * len(w_hh)
         head_mode = BLAS
         if mode != BLAS:
             with torch.inference_mode():
                 if self.kind == KINDS["lstm"]:
                     table, w_ih, w_hh, b_ih, b_hh = _one_sigmoid(table, w_ih, w_hh, b_ih, b_hh)
-                w_ih = w_ih[:1] + [_pack(w, mode, rows) for w in w_ih[1:]]
-                w_hh = [_pack(w, mode, rows) for w in w_hh]
+                upper = [_prepare(w, mode, rows) for w in w_ih[1:]]
+                w_ih, s_ih = w_ih[:1] + [w for w, _ in upper], s_ih[:1] + [s for _, s in upper]
+                w_hh, s_hh = (list(x) for x in zip(*(_prepare(w, mode, rows) for w in w_hh)))
                 if rows >= BIG_BATCH and packed_usable(PACKED, tuple(head_w.shape), self.head_b is not None, rows):
-                    head_mode, head_w = PACKED, _pack(head_w, PACKED, rows)
-        prepared = (mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, head_w)
+                    head_mode, head_w = PACKED, _prepare(head_w, PACKED, rows)[0]
+        prepared = (mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, head_w)
         self._prepared = (rows, prepared)
         return prepared
 

@@ -14,19 +14,20 @@ and refills free rows from the queue as samples finish.
   sampling over that row's own (temperature, top-k, top-p) distribution.
 * **Throughput.** Everything runs under ``torch.inference_mode()``. For the built-in fused
   cells a round of :data:`ROUND` steps is one call of a TorchScript loop on the raw weights
-  (:mod:`charforge.fastpath`, in float32 or bfloat16, see ``precision``); other cells run
+  (:mod:`charforge.fastpath`, in float32 or int8, see ``precision``); other cells run
   ``model.step`` from Python, with nothing else per step. Tokens are copied to the host once per
   round and turned into text per row with one vectorised lookup, never per character; stop
   strings are searched per row per round with ``str.find``.
 
-One caveat is outside any sampler's control: matrix-multiply libraries round the last bit of
-a row differently at different batch sizes (MKL's BLAS below 12 rows; from the sampler's
-``BIG_BATCH`` rows up the products go through oneDNN's packed weights, which round differently
-again), so when a row's uniform number falls within about 1e-6 of a boundary between two
-characters, batch 1 and batch 256 pick different characters from there on. Measured on
+One caveat is outside any sampler's control: in float32, matrix-multiply libraries round the
+last bit of a row differently at different batch sizes (MKL's BLAS below 12 rows; from
+``fastpath.BIG_BATCH`` rows up the products go through oneDNN's packed weights, which round
+differently again), so when a row's uniform number falls within about 1e-6 of a boundary between
+two characters, batch 1 and batch 256 pick different characters from there on. Measured on
 1 x 512 LSTMs, comparing batch 1 with batches of 7, 96 and 256: 1 of 800 samples (230,000
-characters) differed, from its 217th character; greedy decoding: none. A run repeated with the
-same requests, batch size and seed is identical bit for bit.
+characters) differed, from its 217th character; greedy decoding: none. In int8 the products are
+integer sums, which no batch size changes. A run repeated with the same requests, batch size and
+seed is identical bit for bit.
 """
 
 from __future__ import annotations
@@ -235,10 +236,10 @@ class _Stepper:
             lstm = len(state[0]) == 2
             hs = [s[0] for s in state]
             cs = [s[1] for s in state] if lstm else []
-            mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, head_w = fast.weights(len(token))
+            mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, head_w = fast.weights(len(token))
             token, hs, cs = compiled_fast_rows()(
-                fast.kind, mode, head_mode, n, token, hs, cs, table, w_ih, w_hh, b_ih, b_hh, head_w, fast.head_b,
-                [], noise, plan.temps, plan.kth, plan.top_p, plan.greedy, plan.all_greedy, out)
+                fast.kind, mode, head_mode, n, token, hs, cs, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, head_w,
+                fast.head_b, [], noise, plan.temps, plan.kth, plan.top_p, plan.greedy, plan.all_greedy, out)
             state = [(h, c) for h, c in zip(hs, cs)] if lstm else [(h,) for h in hs]
             return token, state, out
         model = self.model
