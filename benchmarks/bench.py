@@ -15,8 +15,9 @@ alike: read the ratio column first. The table is printed and written to
 Cases: training chars/s of each built-in cell at 2x128 (batch 50, seq 50) and 1x512 (batch 32,
 seq 100) with 1 thread and all cores, measured through the real ``Trainer`` (hooks, metrics,
 progress and all, validation excluded); ``phased-lstm`` next to the fused ``lstm`` when that
-plugin is installed; sampling chars/s of a 1x512 LSTM at batch 1 (one thread) and 256 (all
-cores) next to plain ``nn.LSTM``/``nn.LSTMCell`` step loops; validation loss on
+plugin is installed; sampling chars/s of a 1x512 LSTM through the generation engine at batch 1
+(one thread) and 256 (all cores), in the default precision and in float32, next to plain
+``nn.LSTM``/``nn.LSTMCell`` step loops; validation loss on
 tiny-shakespeare after 2.5 minutes of default ``charforge train`` next to a hand-written loop
 with the same budget; preparing a 100 MB corpus (time, peak memory) and the start-up of a
 second run on it; ``charforge --help``; the peak RSS of a training run.
