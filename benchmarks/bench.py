@@ -342,8 +342,8 @@ def bench_sample(args, vocab: Vocab) -> None:
     n1 = int(3000 * scale)
     print(f"sampling chars/s, 1x512 LSTM (charforge's default input), temperature 1; auto precision: {native}")
     torch.set_num_threads(1)
-    for f in (lambda: charforge_sampling(auto, 1, 50, args.device), lambda: charforge_sampling(exact, 1, 50, args.device),
-              lambda: plain_step_loop(plain, 1, 20, args.device)):
+    for f in (lambda: charforge_sampling(auto, 1, 50, args.device),
+              lambda: charforge_sampling(exact, 1, 50, args.device), lambda: plain_step_loop(plain, 1, 20, args.device)):
         f()  # compile and warm up
     r = interleave({
         "auto": lambda: charforge_sampling(auto, 1, n1, args.device),

@@ -135,6 +135,13 @@ def train(ctx, corpus, name, runs_dir, resume, quiet, tui, **options):
     trainer.run()
 
 
+_precision_option = click.option(
+    "--precision", type=click.Choice(["auto", "float32", "int8"]), default="auto", show_default=True,
+    help="Arithmetic of the recurrent products: int8 (8-bit weights and state, exact integer sums) is about "
+         "twice as fast where the CPU has VNNI, and auto picks it there; float32 computes what training and "
+         "scoring compute.")
+
+
 @cli.command()
 @click.argument("checkpoint")
 @click.option("--prime", default="", help="Text to warm the model up on; the sample continues it.")
@@ -151,10 +158,7 @@ def train(ctx, corpus, name, runs_dir, resume, quiet, tui, **options):
 @click.option("--which", type=click.Choice(["best", "latest"]), default="best", show_default=True,
               help="Which checkpoint of a run directory.")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, mps or auto.")
-@click.option("--precision", type=click.Choice(["auto", "float32", "int8"]), default="auto", show_default=True,
-              help="Arithmetic of the recurrent products: int8 (8-bit weights and state, exact integer sums) is "
-                   "several times faster where the CPU has VNNI, and auto picks it there; float32 computes "
-                   "what training and scoring compute.")
+@_precision_option
 @click.option("--tui", is_flag=True, help="Sample interactively in the terminal UI, starting from these settings.")
 def sample(checkpoint, prime, length, temperature, top_k, top_p, greedy, seed, num_samples, drop_unknown,
            which, device, precision, tui):
@@ -242,10 +246,7 @@ def watch(run_dir):
 @click.option("--drop-unknown", is_flag=True, help="Drop prompt characters the model does not know.")
 @click.option("--which", type=click.Choice(["best", "latest"]), default="best", show_default=True,
               help="Which checkpoint of a run directory.")
-@click.option("--precision", type=click.Choice(["auto", "float32", "int8"]), default="auto", show_default=True,
-              help="Arithmetic of the recurrent products: int8 (8-bit weights and state, exact integer sums) is "
-                   "several times faster where the CPU has VNNI, and auto picks it there; float32 computes "
-                   "what training and scoring compute.")
+@_precision_option
 def generate(checkpoint, prompt_texts, prompts_file, num_samples, length, temperature, top_k, top_p, greedy,
              stop, beam, seed, batch_size, device, threads, fmt, output, progress, drop_unknown, which, precision):
     """Generate continuations of many prompts from CHECKPOINT, in batches, as JSONL or text."""

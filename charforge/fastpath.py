@@ -4,8 +4,8 @@ Models whose every layer is a built-in fused cell (``Cell.step_kernel``) generat
 TorchScript loop (:func:`fast_rows`; plain Python when TorchScript is unavailable) on the raw
 weights. The first layer's input projection is read from a table holding ``x W_ih + b`` for
 every vocabulary entry, so a step costs one (rows, hidden) x (hidden, gates) product per layer
-plus the read-out; the gate arithmetic is what ``torch.*_cell`` does, op for op. Each row then
-picks its character by inverting its own CDF at its own uniform number (:func:`choose_rows`).
+plus the read-out, and the gate arithmetic of ``torch.*_cell`` (:func:`stack_step`). Each row
+then picks its character by inverting its own CDF at its own uniform number (:func:`choose_rows`).
 
 The products run in one of three modes, chosen per batch by :meth:`FastPlan.weights`:
 
@@ -97,9 +97,10 @@ def product(x: Tensor, w: Tensor, b: Optional[Tensor], scale: Optional[Tensor], 
     prepared it for ``mode``."""
     if mode == 0:  # BLAS
         return F.linear(x, w, b)
-    if mode == 1 or scale is None:  # PACKED
+    if mode == 1:  # PACKED
         return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", scalars, "")
-    y = torch._int_mm(x.mul(127.0).round_().to(torch.int8), w) * scale  # INT8: |x| < 1
+    assert scale is not None  # INT8: 8-bit weights always come with their row scales
+    y = torch._int_mm(x.mul(127.0).round_().to(torch.int8), w) * scale  # |x| < 1
     return y if b is None else y.add_(b)
 
 
@@ -184,8 +185,8 @@ def compiled_fast_rows():
 
 def native_int8() -> bool:
     """Whether this CPU has VNNI dot products, which make 8-bit products fast (measured in NOTES.md)."""
-    check = getattr(getattr(torch, "cpu", None), "_is_vnni_supported", None)
-    return bool(check is not None and check()) or bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_vnni_supported", "_is_amx_tile_supported")]
+    return any(check is not None and check() for check in checks)
 
 
 def check_precision(precision: str) -> str:

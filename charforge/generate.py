@@ -49,8 +49,8 @@ from torch import Tensor
 
 from charforge.cell import State
 from charforge.errors import CharforgeError
-from charforge.model import CharModel
 from charforge.fastpath import FastPlan, check_precision, choose_rows, compiled_fast_rows
+from charforge.model import CharModel
 from charforge.vocab import Vocab
 
 ROUND = 64  # steps between host synchronisations (token copies, stop checks, refills)

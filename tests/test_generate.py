@@ -443,8 +443,8 @@ def test_cli_generates_jsonl_reproducibly(checkpoint):
 @pytest.mark.parametrize("precision", ["auto", "float32"])
 def test_sample_generate_and_the_api_give_one_text_per_seed(checkpoint, precision):
     """One engine serves them all: the same seed, prompt and sample index give the same text."""
-    generated = [json.loads(line)["text"] for line in run_cli(
-        checkpoint, "-p", "The", "-n", "2", "--length", "40", "--seed", "9", "--precision", precision).stdout.splitlines()]
+    lines = run_cli(checkpoint, "-p", "The", "-n", "2", "--length", "40", "--seed", "9", "--precision", precision)
+    generated = [json.loads(line)["text"] for line in lines.stdout.splitlines()]
     sample = ["sample", str(checkpoint), "--prime", "The", "--length", "40", "--seed", "9", "--precision", precision]
     one = CliRunner().invoke(cli, sample, catch_exceptions=False)
     assert one.exit_code == 0 and one.stdout == "The" + generated[0] + "\n"
