@@ -65,15 +65,15 @@ def choose_rows(logits: Tensor, u: Tensor, temps: Optional[Tensor], kth: Optiona
     if all_greedy:
         return logits.argmax(dim=-1)
     x = logits
+    if kth is not None:  # ranked before the temperature, which a huge value could flatten into ties
+        kth_value = x.sort(dim=-1, descending=True)[0].gather(1, kth)
+        x = x.masked_fill(x < kth_value, float("-inf"))
     if temps is not None:
         # Shifted so that the largest logit is 0: a tiny temperature then gives 0 and -inf, never
         # inf - inf = nan. (softmax shifts the same way, so rows at temperature 1 are unchanged.)
         # Divided by a tensor, never a Python scalar: some devices divide by a scalar through its
         # reciprocal, which would round differently from per-row division.
         x = (x - x.amax(dim=-1, keepdim=True)) / temps
-    if kth is not None:
-        kth_value = x.sort(dim=-1, descending=True)[0].gather(1, kth)
-        x = x.masked_fill(x < kth_value, float("-inf"))
     probs = x.softmax(dim=-1)
     if top_p is not None:
         sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
