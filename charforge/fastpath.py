@@ -19,9 +19,9 @@ The products run in one of three modes, chosen per batch by :meth:`FastPlan.weig
   of 1/127, multiplied in exact integer arithmetic (``torch._int_mm``; VNNI dot products) and
   scaled back to float32. A quarter of float32's bytes: at batch 1 the product streams 1 MiB
   instead of 4, and costs about a fifth of float32's on the 2-core machine of benchmarks/NOTES.md.
-  Integer sums do not depend on the batch, so neither does the text. Measured on a 1 x 512 LSTM
-  trained on tiny-shakespeare, the held-out loss moved by 0.00015 nats per character (NOTES.md,
-  section 7).
+  Integer sums do not depend on the batch (the float32 read-out still rounds its last bit by
+  batch size, as in float32). Measured on a 1 x 512 LSTM trained on tiny-shakespeare, the
+  held-out loss moved by 0.00015 nats per character (NOTES.md, section 7).
 
 Precision ``auto`` (the default of ``generate``, ``sample``, the API and the sampling screen)
 takes int8 where the CPU has VNNI and every layer's state is bounded (not ``rnn`` with relu),
