@@ -30,6 +30,7 @@ float32 elsewhere; training, scoring and the samples written at validation compu
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from typing import List, Optional, Tuple, Union
@@ -292,29 +293,49 @@ class FastPlan:
 
     def weights(self, rows: int) -> tuple:
         """``(mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, head_w)`` for a batch of
-        ``rows``: the plan's own weights for BLAS; for the other modes packed by oneDNN or cut to
-        8 bits with their scales ``s_*`` (again only when the batch changes size), an LSTM's in the
-        one-sigmoid form."""
+        ``rows``: the plan's own weights for BLAS; for the other modes an LSTM's in the one-sigmoid
+        form, cut to 8 bits with their scales ``s_*`` (once per plan) or packed by oneDNN (again
+        only when the batch changes size)."""
         if self._prepared[0] == rows:
             return self._prepared[1]
         mode = INT8 if self.int8 else PACKED if rows >= BIG_BATCH else BLAS
         if mode == PACKED and not packed_usable(PACKED, tuple(self.w_hh[0].shape), self.b_hh[0] is not None, rows):
             mode = BLAS
-        table, w_ih, w_hh, b_ih, b_hh, head_w = self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh, self.head_w
-        s_ih, s_hh = [None] * len(w_hh), [None] * len(w_hh)
-        head_mode = BLAS
-        if mode != BLAS:
+        if mode == BLAS:
+            none = [None] * len(self.w_hh)
+            gates = (self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh, none, none)
+        else:
+            gates = self._int8_form if mode == INT8 else self._prepared_form(PACKED, rows)
+        head_mode, head_w = BLAS, self.head_w
+        if mode != BLAS and rows >= BIG_BATCH and packed_usable(PACKED, tuple(head_w.shape), self.head_b is not None,
+                                                                rows):
             with torch.inference_mode():
-                if self.kind == KINDS["lstm"]:
-                    table, w_ih, w_hh, b_ih, b_hh = _one_sigmoid(table, w_ih, w_hh, b_ih, b_hh)
-                upper = [_prepare(w, mode, rows) for w in w_ih[1:]]
-                w_ih, s_ih = w_ih[:1] + [w for w, _ in upper], s_ih[:1] + [s for _, s in upper]
-                w_hh, s_hh = (list(x) for x in zip(*(_prepare(w, mode, rows) for w in w_hh)))
-                if rows >= BIG_BATCH and packed_usable(PACKED, tuple(head_w.shape), self.head_b is not None, rows):
-                    head_mode, head_w = PACKED, _prepare(head_w, PACKED, rows)[0]
-        prepared = (mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, head_w)
+                head_mode, head_w = PACKED, _prepare(head_w, PACKED, rows)[0]
+        prepared = (mode, head_mode, *gates, head_w)
         self._prepared = (rows, prepared)
         return prepared
+
+    @functools.cached_property
+    def _fast_form(self) -> tuple:
+        """``(table, w_ih, w_hh, b_ih, b_hh)`` off the exact path: an LSTM's in the one-sigmoid form."""
+        if self.kind != KINDS["lstm"]:
+            return self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh
+        with torch.inference_mode():
+            return _one_sigmoid(self.table, self.w_ih, self.w_hh, self.b_ih, self.b_hh)
+
+    @functools.cached_property
+    def _int8_form(self) -> tuple:
+        """The 8-bit form, which does not depend on the batch size."""
+        return self._prepared_form(INT8, 1)
+
+    def _prepared_form(self, mode: int, rows: int) -> tuple:
+        """``(table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh)``: :attr:`_fast_form` with its products'
+        weights prepared for ``mode`` (layer 0's input projection is the table)."""
+        table, w_ih, w_hh, b_ih, b_hh = self._fast_form
+        with torch.inference_mode():
+            upper = [_prepare(w, mode, rows) for w in w_ih[1:]]
+            w_hh, s_hh = (list(x) for x in zip(*(_prepare(w, mode, rows) for w in w_hh)))
+        return (table, w_ih[:1] + [w for w, _ in upper], w_hh, b_ih, b_hh, [None] + [s for _, s in upper], s_hh)
 
 
 def _one_sigmoid(table: Tensor, w_ih: list, w_hh: list, b_ih: list, b_hh: list) -> tuple:
