@@ -45,11 +45,12 @@ from torch import nn
 
 from charforge.config import TrainConfig
 from charforge.data import Streams, split
-from charforge.fastpath import native_int8
-from charforge.generate import BatchGenerator, Request, Settings
 from charforge.hookspecs import hookimpl
 from charforge.model import build_model
 from charforge.plugins import Registry, make_plugin_manager
+from charforge.sampling.engine import BatchGenerator
+from charforge.sampling.fastpath import native_int8
+from charforge.sampling.settings import Request, Settings
 from charforge.vocab import Vocab
 
 REPO = Path(__file__).resolve().parent.parent

@@ -3,7 +3,7 @@
     python benchmarks/precision.py runs/grimms ../shared/corpora/grimms_fairy_tales.txt
 
 Feeds the last 10% of the corpus (the part training held out; ``--chars`` of it) through
-``charforge.fastpath.stack_step`` one character at a time in every precision the CPU offers,
+``charforge.sampling.fastpath.stack_step`` one character at a time in every precision the CPU offers,
 with the weights exactly as generation prepares them, and prints the mean loss in nats per
 character: the float32 row is what training and ``charforge score`` compute (up to the last bit
 of rounding).
@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 import charforge
-from charforge import fastpath
+from charforge.sampling import fastpath
 
 
 @torch.inference_mode()
-def held_out_loss(plan: fastpath.FastPlan, ids: torch.Tensor, streams: int, hidden: list[int]) -> float:
+def held_out_loss(plan: fastpath.FastWeights, ids: torch.Tensor, streams: int, hidden: list[int]) -> float:
     """Mean next-character loss over ``ids`` cut into ``streams`` rows, state carried along each."""
     length = len(ids) // streams
     x = ids[:streams * length].view(streams, length)
@@ -54,7 +54,7 @@ def main() -> None:
     base = None
     for precision in ("float32", "int8"):
         try:
-            plan = fastpath.FastPlan.of(model.model, precision)
+            plan = fastpath.FastWeights.of(model.model, precision)
         except charforge.CharforgeError as exc:
             print(f"| {precision} | {exc} | | |")
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from charforge.version import __version__
 
 # Public name -> the module that defines it, imported on first attribute access (PEP 562).
 _LAZY = {
@@ -20,9 +20,9 @@ _LAZY = {
     "Model": "charforge.api",
     "Score": "charforge.api",
     "TrainResult": "charforge.api",
-    "Sample": "charforge.generate",
-    "Settings": "charforge.generate",
-    "Request": "charforge.generate",
+    "Sample": "charforge.sampling.settings",
+    "Settings": "charforge.sampling.settings",
+    "Request": "charforge.sampling.settings",
     "TrainConfig": "charforge.config",
     "CharforgeError": "charforge.errors",
 }
@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from charforge.api import Model, Score, TrainResult, load, train
     from charforge.config import TrainConfig
     from charforge.errors import CharforgeError
-    from charforge.generate import Request, Sample, Settings
+    from charforge.sampling.settings import Request, Sample, Settings
 
 
 def __getattr__(name: str) -> Any:

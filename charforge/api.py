@@ -24,9 +24,11 @@ import torch
 
 from charforge.config import TrainConfig
 from charforge.errors import CharforgeError, unknown_name
-from charforge.fastpath import check_precision
-from charforge.generate import BatchGenerator, Request, Sample, Settings, expand, parse_temperatures
 from charforge.model import CharModel
+from charforge.runs.checkpoint import Checkpoint
+from charforge.sampling.engine import BatchGenerator
+from charforge.sampling.loading import load_engine
+from charforge.sampling.settings import Request, Sample, Settings, expand, parse_temperatures, stops
 from charforge.vocab import Vocab
 
 LN2 = math.log(2)
@@ -50,12 +52,6 @@ class Score(NamedTuple):
         return self.nats_per_char / LN2
 
 
-def _stops(stop: str | Sequence[str] | None) -> tuple[str, ...]:
-    if stop is None:
-        return ()
-    return (stop,) if isinstance(stop, str) else tuple(stop)
-
-
 class Model:
     """A trained character model ready to generate and score text.
 
@@ -66,15 +62,45 @@ class Model:
     """
 
     def __init__(self, model: CharModel, vocab: Vocab, device: torch.device | str = "cpu",
-                 config: TrainConfig | None = None, path: Path | None = None,
-                 meta: dict[str, Any] | None = None, precision: str = "auto"):
-        self.precision = check_precision(precision)
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.vocab = vocab
-        self.config = config
-        self.path = path
-        self.meta = meta or {}
+                 precision: str = "auto", origin: Checkpoint | None = None):
+        device = torch.device(device)
+        self.engine = BatchGenerator(model.to(device), vocab, device, precision=precision, origin=origin)
+
+    @classmethod
+    def of(cls, engine: BatchGenerator) -> "Model":
+        """The API's view of an engine that :func:`~charforge.sampling.loading.load_engine` built."""
+        return cls(engine.model, engine.vocab, engine.device, engine.precision, engine.origin)
+
+    @property
+    def model(self) -> CharModel:
+        return self.engine.model
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.engine.vocab
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device
+
+    @property
+    def precision(self) -> str:
+        return self.engine.precision
+
+    @property
+    def config(self) -> TrainConfig | None:
+        """The training configuration, for a model loaded from a checkpoint."""
+        return self.engine.origin.config if self.engine.origin else None
+
+    @property
+    def path(self) -> Path | None:
+        """The checkpoint file it was loaded from."""
+        return self.engine.origin.path if self.engine.origin else None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The checkpoint's metadata (step, metrics, provenance...); empty for a wrapped model."""
+        return self.engine.origin.meta if self.engine.origin else {}
 
     def __repr__(self) -> str:
         shape = (f"{self.config.num_layers}x{self.config.hidden_size} {self.config.cell}"
@@ -88,7 +114,7 @@ class Model:
         return list(self.vocab.chars)
 
     def _engine(self, batch_size: int = 256, drop_unknown: bool = False) -> BatchGenerator:
-        return BatchGenerator(self.model, self.vocab, self.device, batch_size, drop_unknown, self.precision)
+        return self.engine.configured(batch_size, drop_unknown)
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -131,15 +157,15 @@ class Model:
                          stop: str | Sequence[str] | None = None, beam: int = 0, batch_size: int = 256,
                          drop_unknown: bool = False,
                          progress: Callable[[int, int], None] | None = None) -> list[Sample]:
-        """Every sample as a :class:`~charforge.generate.Sample` record (what the CLI writes as JSONL).
+        """Every sample as a :class:`~charforge.sampling.settings.Sample` record (what the CLI writes as JSONL).
 
         ``temperature`` may be a list to sweep: each prompt is generated at each temperature.
-        A prompt may also be a :class:`~charforge.generate.Request` with its own settings.
+        A prompt may also be a :class:`~charforge.sampling.settings.Request` with its own settings.
         ``seed`` None picks a random one, reported in every record.
         """
         if isinstance(prompts, str):
             prompts = [prompts]
-        defaults = Settings(length=length, top_k=top_k, top_p=top_p, greedy=greedy, stop=_stops(stop),
+        defaults = Settings(length=length, top_k=top_k, top_p=top_p, greedy=greedy, stop=stops(stop),
                             beam=beam)
         temps = parse_temperatures(temperature)
         requests: list[Request] = []
@@ -162,7 +188,7 @@ class Model:
         (``sample`` picks which of ``num_samples`` to reproduce).
         """
         settings = Settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p,
-                            greedy=greedy, stop=_stops(stop)).check()
+                            greedy=greedy, stop=stops(stop)).check()
         return self._engine(1, drop_unknown).stream(Request(prompt, settings), seed, sample)
 
     # -- scoring ------------------------------------------------------------------------------
@@ -212,15 +238,7 @@ def load(path: str | Path, device: str = "auto", which: str = "best", plugins: I
     objects, for checkpoints whose cell comes from a plugin registered in code. ``precision``:
     generation's arithmetic: auto (int8 where the CPU has VNNI), float32 or int8.
     """
-    from charforge.checkpoint import load_model
-    from charforge.plugins import Registry, make_plugin_manager
-    from charforge.trainer import pick_device
-
-    if which not in ("best", "latest"):
-        raise CharforgeError(f"which must be best or latest, not {which!r}.")
-    dev = pick_device(device)
-    model, vocab, ckpt = load_model(path, Registry(make_plugin_manager(extra=plugins)), dev, which)
-    return Model(model, vocab, dev, TrainConfig.from_dict(ckpt.meta["config"]), ckpt.path, ckpt.meta, precision)
+    return Model.of(load_engine(path, which, device, precision, extra=plugins))
 
 
 @dataclass

@@ -1,14 +1,18 @@
 """The training loop: truncated BPTT over parallel streams, with a plugin hook at each event.
 
 Read top to bottom: ``__init__`` builds data, model and optimizer (or restores them from a
-checkpoint), ``run`` loops over windows until the budget is spent, ``validate`` and ``save``
-do what they say. Nothing here prints: the console output is a plugin like any other.
+checkpoint), ``run`` loops over windows until the budget is spent, ``validate_and_save`` and
+``save`` do what they say. Nothing here prints: the console output is a plugin like any other.
+:class:`Trainer` runs past 200 lines on purpose: the loop, its bookkeeping and its checkpoints
+stay in one class so that the whole of training reads in one sitting; what is not the loop's
+(building the optimizer, evaluation, resume rules, signals, the divergence message) is in
+functions below it, and the tensor layout of a checkpoint is :mod:`charforge.runs.checkpoint`'s.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-import os
 import signal
 import threading
 import time
@@ -17,48 +21,27 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from charforge import runs
-from charforge.checkpoint import (Checkpoint, checkpoint_step, first_nonfinite, load_checkpoint,
-                                  prune_step_checkpoints, require_plugins, restore_carry, restore_model,
-                                  restore_optimizer, restore_rng, save_checkpoint)
 from charforge.config import ARCHITECTURE, TrainConfig
 from charforge.corpora import load_corpus
 from charforge.data import Streams, split
+from charforge.device import pick_device, training_threads
 from charforge.errors import CharforgeError
 from charforge.model import build_model, detach_state
 from charforge.optim import Schedule, clip_gradients
 from charforge.options import resolve_options
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.generate import BatchGenerator, Request, Settings
-from charforge.vocab import Vocab
+from charforge.runs.checkpoint import (Checkpoint, load_checkpoint, require_plugins, restore_carry, restore_model,
+                                       restore_optimizer, restore_rng, save_checkpoint, training_state)
+from charforge.runs.directory import Run, step_kind
+from charforge.runs.header import checkpoint_step
+from charforge.runs.validation import first_nonfinite
+from charforge.sampling.engine import BatchGenerator
+from charforge.sampling.settings import Request, Settings
 
 # What a resumed run must keep: the model's shape and everything the data position depends on.
 RESUME_FIXED = ARCHITECTURE + ("optimizer", "optimizer_options", "batch_size", "seq_len", "corpus",
                                "encoding", "errors", "val_fraction")
 LN2 = math.log(2)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CharforgeError("--device cuda was asked for, but PyTorch sees no CUDA GPU.")
-    return torch.device(name)
-
-
-def default_threads(config: TrainConfig) -> int:
-    """CPU threads: one for tiny models (thread hand-offs cost more than they save), all cores above.
-
-    Measured on 2 cores (benchmarks/NOTES.md), 2 threads against 1: 1.57-1.66x for 1x256 batch
-    64 (the default), 2x128 batch 50 and 1x512 batch 32; still 1.55x at 64 units batch 32 and
-    1.18x at 32 units batch 32; 1.01x at 64 units batch 8, 0.92-0.94x below. Hence one thread
-    under a batch x hidden product of 1024.
-    """
-    return 1 if config.batch_size * config.hidden_size < 1024 else (os.cpu_count() or 1)
 
 
 class TrainingDiverged(CharforgeError):
@@ -69,21 +52,24 @@ class Trainer:
     """Trains one run. Plugins see it in every hook; ``request_stop`` ends training after the step."""
 
     def __init__(self, config: TrainConfig, pm=None, runs_root: str | Path = "runs", name: str | None = None,
-                 checkpoint: Checkpoint | None = None):
+                 checkpoint: Checkpoint | None = None, writer: bool = True):
+        """``writer``: whether this process owns the run directory (only one of several training one
+        run does); the others train alike but write nothing."""
         self.pm = pm if pm is not None else make_plugin_manager()
         self.registry = Registry(self.pm)
         if checkpoint is not None:  # a resume names the plugin it needs, before anything else fails
             require_plugins(checkpoint, self.registry)
-        self.config = config.check()
+        config = dataclasses.replace(config.check())  # the caller's config stays as it was given
         if config.steps is None and config.epochs is None and config.minutes is None:
             config.minutes = TrainConfig.DEFAULT_MINUTES
+        self.config = config
         self.device = pick_device(config.device)
         if self.device.type == "cpu":
-            torch.set_num_threads(config.threads or default_threads(config))
+            torch.set_num_threads(config.threads or training_threads(config))
 
         corpus = load_corpus(config.corpus, self.registry, config.encoding, config.errors)
         self.vocab = corpus.vocab
-        if checkpoint is not None and Vocab.from_json(checkpoint.meta["tokenizer"]) != corpus.vocab:
+        if checkpoint is not None and checkpoint.vocab != corpus.vocab:
             raise CharforgeError(f"the corpus {config.corpus!r} has changed since this run started "
                                  f"(its characters differ); resume needs the same text.")
         train_ids, val_ids = split(corpus.ids, config.val_fraction)
@@ -93,15 +79,9 @@ class Trainer:
 
         torch.manual_seed(config.seed)
         self.model = build_model(config, len(self.vocab), self.registry).to(self.device)
-        optimizer = self.registry.get("optimizer", config.optimizer)
-        config.optimizer_options = resolve_options(
-            f"optimizer {config.optimizer!r}", optimizer.obj.options, config.optimizer_options)
-        try:
-            self.optimizer = optimizer.obj.build(self.model.parameters(), lr=config.lr, **config.optimizer_options)
-        except ValueError as exc:  # the optimizer's own range checks, e.g. torch's "Invalid epsilon value: -1"
-            raise CharforgeError(f"optimizer {config.optimizer!r} rejects its options: {exc}") from None
-        self.provenance = {"cell": self.registry.get("cell", config.cell).provenance(),
-                           "optimizer": optimizer.provenance()}
+        self.optimizer = build_optimizer(config, self.model, self.registry)
+        self.provenance = {role: self.registry.get(role, getattr(config, role)).provenance()
+                           for role in ("cell", "optimizer")}
         self.schedule = Schedule(config.schedule, config.warmup, config.lr_decay, config.lr_decay_every,
                                  config.min_lr_ratio)
 
@@ -113,35 +93,22 @@ class Trainer:
         self._stop: str | None = None
         if checkpoint is not None:
             self._restore(checkpoint)
-            self.run_dir = runs.run_dir_of(checkpoint.path)
+            self.directory = Run.of(checkpoint.path, writer)
+        elif writer:
+            self.directory = Run.create(runs_root, name or f"{corpus.name}-{config.cell}", name is not None,
+                                  config.to_dict(), self.vocab.to_json())
         else:
-            self.run_dir = runs.new_run_dir(Path(runs_root), name or f"{corpus.name}-{config.cell}",
-                                            explicit=name is not None)
-            (self.run_dir / runs.CONFIG).write_text(_json(config.to_dict()))
-            (self.run_dir / "tokenizer.json").write_text(self.vocab.to_json())
-        self.metrics = runs.MetricsLog(self.run_dir)
+            self.directory = Run(Path(runs_root) / (name or f"{corpus.name}-{config.cell}"), writer=False)
+        self.run_dir = self.directory.path
+        self.metrics = self.directory.metrics_log()
 
     @classmethod
     def resume(cls, target: str | Path, overrides: dict, pm=None) -> "Trainer":
         """Continue a run from its latest checkpoint; ``overrides`` may change the budget, lr and such."""
         ckpt = load_checkpoint(target, which="latest")
-        config = TrainConfig.from_dict(ckpt.meta["config"])
         pm = pm if pm is not None else make_plugin_manager()
-        registry = Registry(pm)
-        require_plugins(ckpt, registry)
-        for key, value in overrides.items():
-            if key in ("cell_options", "optimizer_options") and value:
-                # given options (strings from the command line) are parsed as the run's were, and
-                # merged into its full set: `-c init orthogonal` must not reset the other options
-                kind, name = key.removesuffix("_options"), getattr(config, key.removesuffix("_options"))
-                parsed = resolve_options(f"{kind} {name!r}", registry.get(kind, name).obj.options, value)
-                value = {**getattr(config, key), **{k: v for k, v in parsed.items() if k in value}}
-            if key in RESUME_FIXED and value != getattr(config, key):
-                raise CharforgeError(
-                    f"cannot change {key} when resuming (the run has {getattr(config, key)!r}, "
-                    f"asked for {value!r}); start a new run instead.")
-            setattr(config, key, value)
-        return cls(config, pm=pm, checkpoint=ckpt)
+        require_plugins(ckpt, Registry(pm))
+        return cls(resumed_config(ckpt.config, overrides, Registry(pm)), pm=pm, checkpoint=ckpt)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -167,7 +134,7 @@ class Trainer:
                            parameters=sum(p.numel() for p in model.parameters()),
                            windows_per_epoch=self.train_data.windows, run_dir=str(self.run_dir))
         hook.on_train_start(trainer=self)
-        restore_signals = self._catch_signals()
+        restore_signals = catch_signals(self._interrupted)
         try:
             reason = self._loop()
         except BaseException as error:
@@ -236,22 +203,6 @@ class Trainer:
 
     # -- validation and checkpoints -----------------------------------------------------------
 
-    @torch.no_grad()
-    def evaluate(self) -> dict:
-        """Mean loss and accuracy over the whole held-out text, with state carried across windows."""
-        data = self.val_data
-        self.model.eval()
-        state = self.model.initial_state(data.batch, self.device)
-        total, correct = torch.zeros((), device=self.device), torch.zeros((), device=self.device)
-        for i in range(data.windows):
-            x, y, t = data.window(i, self.model.uses_time)
-            logits, state = self.model(x, state, t)
-            total += F.cross_entropy(logits.reshape(-1, len(self.vocab)), y.reshape(-1), reduction="sum")
-            correct += (logits.argmax(-1) == y).sum()
-        count = data.windows * data.chars_per_window
-        loss = float(total) / count
-        return {"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}
-
     def validate_and_save(self) -> None:
         bad = first_nonfinite(self.model.named_parameters())
         if bad is not None:
@@ -261,7 +212,7 @@ class Trainer:
             return
         metrics = {"step": self.step}
         if self.val_data is not None:
-            metrics.update(self.evaluate())
+            metrics.update(evaluate(self.model, self.val_data, len(self.vocab), self.device))
             if not math.isfinite(metrics["val_loss"]):
                 raise self._diverged(f"the validation loss became {metrics['val_loss']}")
         request = Request("", Settings(length=self.config.sample_length, temperature=0.8))
@@ -278,35 +229,23 @@ class Trainer:
         if improved:
             self.save("best")
         if self.config.keep_checkpoints:
-            self.save(f"step-{self.step:08d}")
-            prune_step_checkpoints(self.run_dir / runs.CHECKPOINTS, self.config.keep_checkpoints)
+            self.save(step_kind(self.step))
+            self.directory.prune(self.config.keep_checkpoints)
 
     def save(self, kind: str) -> Path:
-        """Write checkpoint ``kind`` atomically; refuses (TrainingDiverged) to store NaN or inf."""
-        path = self.run_dir / runs.CHECKPOINTS / f"{kind}.safetensors"
+        """Write checkpoint ``kind`` atomically; refuses (TrainingDiverged) to store NaN or inf. A process
+        that does not own the run writes nothing."""
+        path = self.directory.checkpoint(kind)
+        if not self.directory.writer:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)  # a run resumed from a loose checkpoint file
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
-        opt = self.optimizer.state_dict()
-        scalars = {}
-        for idx, entry in opt["state"].items():
-            for key, value in entry.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"optimizer.{idx}.{key}"] = value
-                else:
-                    scalars.setdefault(str(idx), {})[key] = value
-        tensors["rng.cpu"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        for i, layer in enumerate(self.state):
-            for j, s in enumerate(layer):
-                tensors[f"carry.{i}.{j}"] = s
+        tensors, layout = training_state(self.model, self.optimizer, self.state, self.device)
         bad = first_nonfinite(tensors.items())
         if bad is not None:
             raise self._diverged(f"{bad} became NaN or infinite")
         plugin_state: dict = {}
         self.pm.hook.on_checkpoint_save(trainer=self, path=path, kind=kind, plugin_state=plugin_state)
-        meta = {"config": self.config.to_dict(), "tokenizer": self.vocab.to_json(), **self.provenance,
-                "optimizer_groups": opt["param_groups"], "optimizer_scalars": scalars,
+        meta = {"config": self.config.to_dict(), "tokenizer": self.vocab.to_json(), **self.provenance, **layout,
                 "step": self.step, "epoch": self.epoch, "window": self.window, "elapsed": self.elapsed,
                 "best_val": self.best_val if math.isfinite(self.best_val) else None,
                 "metrics": self.last_metrics, "plugin_state": plugin_state}
@@ -329,35 +268,81 @@ class Trainer:
         self.last_metrics = meta.get("metrics", {})
         self.pm.hook.on_checkpoint_load(trainer=self, plugin_state=meta.get("plugin_state", {}))
 
-    def _catch_signals(self):
+    def _interrupted(self) -> None:
         """First Ctrl-C or SIGTERM: stop after this step and save; a second Ctrl-C: stop at once."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def handler(signum, frame):
-            if self._stop == "interrupted":
-                raise KeyboardInterrupt
-            self._stop = "interrupted"
-
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        # None: a handler installed outside Python, which cannot be put back; the default is closest
-        return lambda: [signal.signal(s, signal.SIG_DFL if h is None else h) for s, h in previous.items()]
+        if self._stop == "interrupted":
+            raise KeyboardInterrupt
+        self._stop = "interrupted"
 
     def _diverged(self, what: str) -> TrainingDiverged:
-        """The one-line error for a run whose numbers blew up: where, what is safe, what to try."""
-        c, latest = self.config, self.run_dir / runs.CHECKPOINTS / "latest.safetensors"
-        saved = checkpoint_step(latest)
-        if saved is None:
-            safe, then = "no checkpoint was saved yet", "start again"
-        else:
-            safe, then = (f"the last good checkpoint, {latest} (step {saved}), is intact",
-                          f"resume: charforge train --resume {self.run_dir} --lr {c.lr / 10:g}")
-        clip = f"clip harder (--clip-value, now {c.clip_value:g})" if c.clip != "none" else "clip (--clip norm)"
-        return TrainingDiverged(f"training diverged: {what} at step {self.step}; {safe}. Lower the learning "
-                                f"rate (--lr, now {c.lr:g}) or {clip}, then {then}.")
+        return TrainingDiverged(divergence_message(what, self.step, self.config, self.directory))
 
 
-def _json(data) -> str:
-    import json
+def build_optimizer(config: TrainConfig, model: torch.nn.Module, registry: Registry) -> torch.optim.Optimizer:
+    """The configured optimizer over ``model``'s parameters; fills in ``config.optimizer_options``."""
+    spec = registry.get("optimizer", config.optimizer).obj
+    config.optimizer_options = resolve_options(f"optimizer {config.optimizer!r}", spec.options,
+                                               config.optimizer_options)
+    try:
+        return spec.build(model.parameters(), lr=config.lr, **config.optimizer_options)
+    except ValueError as exc:  # the optimizer's own range checks, e.g. torch's "Invalid epsilon value: -1"
+        raise CharforgeError(f"optimizer {config.optimizer!r} rejects its options: {exc}") from None
 
-    return json.dumps(data, indent=2) + "\n"
+
+@torch.no_grad()
+def evaluate(model, data: Streams, vocab_size: int, device: torch.device) -> dict:
+    """Mean loss and accuracy of ``model`` over all of ``data``, with state carried across windows."""
+    model.eval()
+    state = model.initial_state(data.batch, device)
+    total, correct = torch.zeros((), device=device), torch.zeros((), device=device)
+    for i in range(data.windows):
+        x, y, t = data.window(i, model.uses_time)
+        logits, state = model(x, state, t)
+        total += F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1), reduction="sum")
+        correct += (logits.argmax(-1) == y).sum()
+    count = data.windows * data.chars_per_window
+    loss = float(total) / count
+    return {"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}
+
+
+def resumed_config(config: TrainConfig, overrides: dict, registry: Registry) -> TrainConfig:
+    """A stored configuration with a resume's ``overrides``, refusing any that would change the run
+    itself (:data:`RESUME_FIXED`)."""
+    config = dataclasses.replace(config)
+    for key, value in overrides.items():
+        if key in ("cell_options", "optimizer_options") and value:
+            # given options (strings from the command line) are parsed as the run's were, and
+            # merged into its full set: `-c init orthogonal` must not reset the other options
+            kind, name = key.removesuffix("_options"), getattr(config, key.removesuffix("_options"))
+            parsed = resolve_options(f"{kind} {name!r}", registry.get(kind, name).obj.options, value)
+            value = {**getattr(config, key), **{k: v for k, v in parsed.items() if k in value}}
+        if key in RESUME_FIXED and value != getattr(config, key):
+            raise CharforgeError(
+                f"cannot change {key} when resuming (the run has {getattr(config, key)!r}, "
+                f"asked for {value!r}); start a new run instead.")
+        setattr(config, key, value)
+    return config
+
+
+def catch_signals(interrupted):
+    """Call ``interrupted()`` on Ctrl-C and SIGTERM (the trainer stops after the step, or at once the
+    second time); returns the function that puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.signal(s, lambda signum, frame: interrupted()) for s in (signal.SIGINT, signal.SIGTERM)}
+    # None: a handler installed outside Python, which cannot be put back; the default is closest
+    return lambda: [signal.signal(s, signal.SIG_DFL if h is None else h) for s, h in previous.items()]
+
+
+def divergence_message(what: str, step: int, c: TrainConfig, run: Run) -> str:
+    """The one line for a run whose numbers blew up: where, what is safe, what to try."""
+    latest = run.checkpoint("latest")
+    saved = checkpoint_step(latest)
+    if saved is None:
+        safe, then = "no checkpoint was saved yet", "start again"
+    else:
+        safe, then = (f"the last good checkpoint, {latest} (step {saved}), is intact",
+                      f"resume: charforge train --resume {run.path} --lr {c.lr / 10:g}")
+    clip = f"clip harder (--clip-value, now {c.clip_value:g})" if c.clip != "none" else "clip (--clip norm)"
+    return (f"training diverged: {what} at step {step}; {safe}. Lower the learning "
+            f"rate (--lr, now {c.lr:g}) or {clip}, then {then}.")

@@ -62,7 +62,7 @@ def main() -> None:
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: seconds
     make_plugin_manager()  # imports every plugin module
-    from charforge.checkpoint import load_checkpoint
+    from charforge.runs.checkpoint import load_checkpoint
 
     run = runs / "killed"
     folder = run / "checkpoints"
@@ -134,7 +134,7 @@ def calibrate(fresh: list[str], folder: Path) -> tuple[float, float]:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     now = time.perf_counter()
-    from charforge.checkpoint import load_checkpoint
+    from charforge.runs.checkpoint import load_checkpoint
 
     steps = max(load_checkpoint(latest).meta["step"] - 1, 1)
     return first - t0, (now - first) / steps

@@ -20,11 +20,11 @@ from click.testing import CliRunner
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from charforge.checkpoint import load_model
+from charforge.sampling.loading import load_engine
 from charforge.cli import cli
 from charforge.errors import CharforgeError
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.runs import read_metrics
+from charforge.runs.directory import Run
 from charforge.trainer import Trainer
 from charforge.vocab import Vocab
 
@@ -63,7 +63,7 @@ def test_train_writes_a_complete_run_directory(trained):
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"latest.safetensors", "best.safetensors"}
     config = json.loads((run / "config.json").read_text())
     assert config["cell"] == "lstm" and config["hidden_size"] == 32 and config["steps"] == STEPS
-    events = read_metrics(run)
+    events = Run(run).events()
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "end"
     assert [e["step"] for e in events if e["event"] == "step"] == list(range(5, STEPS + 1, 5))
@@ -89,7 +89,7 @@ def test_training_without_validation_text(tmp_path, text_corpus):
                  "--steps", 4, "--eval-every", 2, "--val-fraction", 0, "--runs-dir", tmp_path, "--name", "noval"
                  ).output
     assert "validation loss" not in out and "done (budget spent) at step 4." in out
-    validations = [e for e in read_metrics(tmp_path / "noval") if e["event"] == "validation"]
+    validations = [e for e in Run(tmp_path / "noval").events() if e["event"] == "validation"]
     assert [set(e) - {"event", "time", "sample"} for e in validations] == [{"step"}, {"step"}]
     for which in ("best", "latest"):
         with safe_open(tmp_path / "noval" / "checkpoints" / f"{which}.safetensors", "pt") as f:
@@ -100,7 +100,7 @@ def test_training_without_validation_text(tmp_path, text_corpus):
 def test_epochs_budget(tmp_path, text_corpus):
     invoke("train", text_corpus, "--cell", "gru", "--hidden-size", 16, "--batch-size", 8, "--seq-len", 32,
            "--epochs", 1, "--runs-dir", tmp_path, "--name", "epoch", "-q")
-    events = read_metrics(tmp_path / "epoch")
+    events = Run(tmp_path / "epoch").events()
     windows = events[0]["windows_per_epoch"]
     n = len(text_corpus.read_text())
     train_chars = n - int(n * 0.1)
@@ -144,7 +144,8 @@ def test_greedy_equivalents_agree(trained):
 
 def test_greedy_cli_matches_the_model_run_by_hand(trained):
     """The streamed characters are the argmax of the model's logits, primed on the whole prompt."""
-    model, vocab, _ = load_model(trained["run"], Registry(make_plugin_manager()))
+    engine = load_engine(trained["run"], device="cpu")
+    model, vocab = engine.model, engine.vocab
     ids = vocab.encode(PRIME).tolist()
     with torch.no_grad():
         for _ in range(20):
@@ -266,7 +267,7 @@ def test_checkpoint_loads_with_plain_safetensors_and_torch(trained):
     assert meta["cell"]["name"] == "lstm" and meta["step"] == STEPS
     assert not any(k.startswith("model.") and "layers.0.rnn" not in k and "head" not in k and "embed" not in k
                    for k in weights)
-    model, _, _ = load_model(path, Registry(make_plugin_manager()))
+    model = load_engine(path, device="cpu").model
     with torch.no_grad():
         expected, _ = model(ids, model.initial_state(1))
     torch.testing.assert_close(logits.detach(), expected)

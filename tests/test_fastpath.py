@@ -15,12 +15,13 @@ import os
 import pytest
 import torch
 
-from charforge import fastpath
-from charforge import generate as generate_module
+from charforge.sampling import fastpath
+from charforge.sampling import engine as generate_module
 from charforge.config import TrainConfig
 from charforge.errors import CharforgeError
-from charforge.fastpath import BIG_BATCH, BLAS, INT8, PACKED, FastPlan
-from charforge.generate import BatchGenerator, Request, Settings
+from charforge.sampling.fastpath import BIG_BATCH, BLAS, INT8, PACKED, FastWeights
+from charforge.sampling.engine import BatchGenerator
+from charforge.sampling.settings import Request, Settings
 from charforge.model import CharModel
 from charforge.plugins import Registry, make_plugin_manager
 from charforge.vocab import Vocab
@@ -53,7 +54,7 @@ def sample(model, vocab, settings, n, seed, precision="float32", batch_size=256,
 def generic(monkeypatch):
     """Switches the engine to the generic path: ``model.step`` one step at a time."""
     def switch():
-        monkeypatch.setattr(generate_module, "FastPlan", type("NoPlan", (), {"of": staticmethod(lambda m, p: None)}))
+        monkeypatch.setattr(generate_module, "FastWeights", type("NoPlan", (), {"of": staticmethod(lambda m, p: None)}))
     return switch
 
 
@@ -68,7 +69,7 @@ def test_fast_path_gives_the_generic_text(cells, monkeypatch, generic, jit, name
     monkeypatch.setattr(fastpath, "_compiled", {})
     vocab = Vocab.from_text(TEXT)
     model = model_of(cells[name], vocab, layers, embedding, **options)
-    assert FastPlan.of(model) is not None
+    assert FastWeights.of(model) is not None
     fast = {(i, batch): sample(model, vocab, opts, batch, 11) for i, opts in enumerate(OPTIONS) for batch in (1, 3)}
     generic()
     for (i, batch), texts in fast.items():
@@ -81,8 +82,8 @@ def test_big_batches_go_through_packed_weights_and_sample_the_same(cells, monkey
     the step path uses (~1e-6), so texts agree except after a near-tie."""
     vocab = Vocab.from_text(TEXT)
     model = model_of(cells[name], vocab, 2, 8, **options)
-    modes, real = [], FastPlan.weights
-    monkeypatch.setattr(FastPlan, "weights", lambda self, rows: modes.append(real(self, rows)[0]) or real(self, rows))
+    modes, real = [], FastWeights.weights
+    monkeypatch.setattr(FastWeights, "weights", lambda self, rows: modes.append(real(self, rows)[0]) or real(self, rows))
     batch = BIG_BATCH + 8
     fast = [sample(model, vocab, opts, batch, 2) for opts in OPTIONS[::2]]
     # where PyTorch has oneDNN, its packed products must pass the check against BLAS and be used
@@ -116,9 +117,9 @@ def test_int8_stays_close_to_float32_and_is_the_same_at_every_batch_size(cells, 
     model = model_of(cells[name], vocab, 2, 8, hidden=64)
     if not int8_usable():  # a build without 8-bit products: asking for them is a clear error
         with pytest.raises(CharforgeError, match="int8"):
-            FastPlan.of(model, "int8")
+            FastWeights.of(model, "int8")
         return
-    plan, exact = FastPlan.of(model, "int8"), FastPlan.of(model, "float32")
+    plan, exact = FastWeights.of(model, "int8"), FastWeights.of(model, "float32")
     assert plan.weights(1)[0] == INT8 and exact.weights(1)[0] == BLAS
     token = torch.tensor([3, 5])
     with torch.inference_mode():
@@ -157,17 +158,17 @@ def test_precision_choices_and_errors(cells, monkeypatch):
     with pytest.raises(CharforgeError, match="precision"):
         BatchGenerator(model, vocab, precision="float16")
     monkeypatch.setattr(fastpath, "native_int8", lambda: False)
-    assert not FastPlan.of(model, "auto").int8  # no VNNI: float32
+    assert not FastWeights.of(model, "auto").int8  # no VNNI: float32
     monkeypatch.setattr(fastpath, "native_int8", lambda: True)
-    assert FastPlan.of(model, "auto").int8 == int8_usable()
+    assert FastWeights.of(model, "auto").int8 == int8_usable()
     relu = model_of(cells["rnn"], vocab, 1, 0, nonlinearity="relu")
-    assert not FastPlan.of(relu, "auto").int8  # an unbounded state: float32
+    assert not FastWeights.of(relu, "auto").int8  # an unbounded state: float32
     with pytest.raises(CharforgeError, match="int8 cannot serve"):
-        FastPlan.of(relu, "int8")
+        FastWeights.of(relu, "int8")
     leaky = model_of(leaky_cell(cells), vocab, 1, 0)
-    assert FastPlan.of(leaky, "auto") is None
+    assert FastWeights.of(leaky, "auto") is None
     with pytest.raises(CharforgeError, match="int8 needs a model of built-in"):
-        FastPlan.of(leaky, "int8")
+        FastWeights.of(leaky, "int8")
 
 
 def test_streaming_gives_the_text_of_a_run_at_every_length(cells):
@@ -183,7 +184,7 @@ def test_streaming_gives_the_text_of_a_run_at_every_length(cells):
 def test_cells_that_change_the_step_take_the_generic_path(cells, generic):
     vocab = Vocab.from_text(TEXT)
     model = model_of(leaky_cell(cells), vocab, 1, 0)
-    assert FastPlan.of(model) is None
+    assert FastWeights.of(model) is None
     text = sample(model, vocab, Settings(50, greedy=True), 1, 0, precision="auto")
     generic()
     assert text == sample(model, vocab, Settings(50, greedy=True), 1, 0)
@@ -212,7 +213,7 @@ def test_a_stack_of_fused_layers_runs_as_one_call_with_the_same_result(cells, mo
 
 
 def test_default_threads_and_defaults_are_sane():
-    from charforge.trainer import default_threads
+    from charforge.device import training_threads as default_threads
 
     cores = os.cpu_count() or 1
     config = TrainConfig()

@@ -22,12 +22,15 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save
 
-from charforge.checkpoint import load_checkpoint, load_model
+from charforge.runs.checkpoint import load_checkpoint
+from charforge.sampling.loading import load_engine
 from charforge.config import TrainConfig
 from charforge.data import Streams
 from charforge.errors import CharforgeError
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.generate import BatchGenerator, Request, Settings, _Plan
+from charforge.sampling.engine import BatchGenerator
+from charforge.sampling.picking import Picker
+from charforge.sampling.settings import Request, Settings
 from charforge.trainer import Trainer
 from charforge.vocab import Vocab, build_and_encode
 
@@ -126,7 +129,7 @@ def test_sampler_options_give_valid_ids_or_a_clear_error(length, temperature, to
     assert options.check() is options
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(batch, vocab, generator=generator) * scale
-    ids = _Plan([options] * batch, vocab, torch.device("cpu")).choose(logits, torch.rand(batch, 1, generator=generator))
+    ids = Picker([options] * batch, vocab, torch.device("cpu")).choose(logits, torch.rand(batch, 1, generator=generator))
     assert ids.shape == (batch,) and ids.dtype == torch.int64
     assert bool(((ids >= 0) & (ids < vocab)).all())
     if greedy or temperature == 0 or top_k == 1:
@@ -193,7 +196,7 @@ def _load_everything(path: Path, registry) -> None:
     """What `charforge sample` does with a checkpoint: only CharforgeError may come out."""
     try:
         load_checkpoint(path)
-        load_model(path, registry)
+        load_engine(path, device="cpu")
     except CharforgeError as exc:
         message = str(exc)
         assert message and "\n" not in message and "Traceback" not in message

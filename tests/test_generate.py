@@ -22,8 +22,11 @@ import charforge
 from charforge.cell import Cell
 from charforge.cli import cli
 from charforge.errors import CharforgeError
-from charforge.generate import (ROUND, BatchGenerator, Request, Settings, _Plan, read_prompts, row_seed,
-                                uniforms, unescape)
+from charforge.cli.prompts import read_prompts, unescape
+from charforge.sampling.engine import ROUND, BatchGenerator
+from charforge.sampling.picking import Picker
+from charforge.sampling.randomness import row_seed, uniforms
+from charforge.sampling.settings import Request, Settings
 from charforge.model import CharModel
 from charforge.plugins import Registry, make_plugin_manager
 from charforge.vocab import Vocab
@@ -107,7 +110,7 @@ def test_inverse_cdf_pick_matches_the_distribution():
         (Settings(top_k=2), None),
         (Settings(top_p=0.6), None),
     ]:
-        plan = _Plan([settings] * n, 6, torch.device("cpu"))
+        plan = Picker([settings] * n, 6, torch.device("cpu"))
         picks = plan.choose(logits.expand(n, 6), u.unsqueeze(1))
         freq = torch.bincount(picks, minlength=6).float() / n
         probs = logits[0].softmax(-1)
@@ -203,7 +206,8 @@ def test_greedy_samples_are_identical_and_length_zero_is_empty(tiny):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_compiled_loop_python_loop_and_model_step_agree(cell, monkeypatch):
-    from charforge import fastpath, generate
+    from charforge.sampling import engine as generate
+    from charforge.sampling import fastpath
 
     vocab = Vocab.from_text(TEXT)
     torch.manual_seed(1)
@@ -215,7 +219,7 @@ def test_compiled_loop_python_loop_and_model_step_agree(cell, monkeypatch):
     compiled = texts(model, vocab, requests, batch_size=5)
     monkeypatch.setattr(generate, "compiled_fast_rows", lambda: fastpath.fast_rows)
     assert texts(model, vocab, requests, batch_size=5) == compiled
-    monkeypatch.setattr(generate, "FastPlan", type("NoFastPlan", (), {"of": staticmethod(lambda m, p: None)}))
+    monkeypatch.setattr(generate, "FastWeights", type("NoFastWeights", (), {"of": staticmethod(lambda m, p: None)}))
     assert generate._Stepper(model, "float32").fast is None
     assert texts(model, vocab, requests, batch_size=5) == compiled
 
@@ -223,7 +227,7 @@ def test_compiled_loop_python_loop_and_model_step_agree(cell, monkeypatch):
 def test_big_batches_agree_with_small_ones(tiny):
     """From BIG_BATCH rows up the float32 products go through oneDNN's packed weights, which round
     differently from BLAS: greedy texts agree exactly, sampled ones except at a near-tie."""
-    from charforge.fastpath import BIG_BATCH
+    from charforge.sampling.fastpath import BIG_BATCH
 
     model, vocab = tiny
     n = BIG_BATCH + 8

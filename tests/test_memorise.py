@@ -28,7 +28,7 @@ import pytest
 from click.testing import CliRunner
 
 from charforge.cli import cli
-from charforge.runs import read_metrics
+from charforge.runs.directory import Run
 
 RMSPROP = ["--optimizer", "rmsprop", "--lr", 0.02, "--warmup", 20, "-o", "alpha", 0.9]
 FAITH = "All the faith he had had had had no effect on the outcome of his life."
@@ -49,7 +49,7 @@ def test_vanilla_rnn_memorises_the_seed_sentence(runs_root, bias_args):
         "--steps", 200,
         "--batch-size", 1, "--seq-len", len(FAITH) - 1, "--val-fraction", 0, "--log-every", 50,
         "--eval-every", 200, "--seed", 0, "--runs-dir", runs_root, "--name", "faith", "-q")
-    steps = [e for e in read_metrics(runs_root / "faith") if e["event"] == "step"]
+    steps = [e for e in Run(runs_root / "faith").events() if e["event"] == "step"]
     assert steps[-1]["step"] == 200 and steps[-1]["loss"] < 0.05, steps[-1]
     sample = run("sample", runs_root / "faith", "--prime", "A", "--greedy", "--length", len(FAITH) - 1)
     assert sample == FAITH + "\n"

@@ -267,7 +267,7 @@ def test_char_training_resume_and_sample(text_corpus, runs_root):
     result = CliRunner().invoke(cli, ["train", str(text_corpus), *common, "--steps", "3", "--runs-dir",
                                       str(runs_root), "--name", "plstm"])
     assert result.exit_code == 0, result.output
-    from charforge.checkpoint import load_checkpoint
+    from charforge.runs.checkpoint import load_checkpoint
 
     first = load_checkpoint(run, "latest")
     assert first.meta["step"] == 3 and first.meta["config"]["cell_options"]["tau_log_max"] == 4.0

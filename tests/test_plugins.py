@@ -20,13 +20,15 @@ from torch import nn
 import charforge
 import charforge.plugins as plugins_module
 from charforge.cell import Cell
-from charforge.checkpoint import load_checkpoint, load_model
+from charforge.runs.checkpoint import load_checkpoint
+from charforge.sampling.loading import load_engine
 from charforge.cli import cli
 from charforge.errors import CharforgeError
 from charforge.hookspecs import hookimpl
 from charforge.options import Option
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.generate import BatchGenerator, Request, Settings
+from charforge.sampling.engine import BatchGenerator
+from charforge.sampling.settings import Request, Settings
 from charforge.trainer import Trainer
 
 BUILTIN_CELLS = {"rnn", "lstm", "gru"}
@@ -161,7 +163,8 @@ def test_plugin_cell_trains_and_samples(train, quiet_pm):
     ckpt = load_checkpoint(trainer.run_dir, which="latest")
     assert ckpt.meta["cell"] == {"name": "tiny", "plugin": FAKE, "dist": None, "version": None}
 
-    model, vocab, _ = load_model(trainer.run_dir, Registry(quiet_pm([plugin])))
+    engine = load_engine(trainer.run_dir, device="cpu", extra=[plugin])
+    model, vocab = engine.model, engine.vocab
     assert isinstance(model.layers[0], TinyCell)
     text = next(BatchGenerator(model, vocab).run([Request("The ", Settings(length=40))], seed=3)).text
     assert len(text) == 40 and set(text) <= set(vocab.chars)
@@ -182,7 +185,7 @@ def test_plugin_cell_through_the_command_line(cli_with, text_corpus, tmp_path):
 
 def test_checkpoint_of_an_uninstalled_plugin_names_it(train, quiet_pm, runs_root):
     trainer = train(extra=[cell_plugin()], cell="tiny", steps=2, hidden_size=8)
-    for attempt in (lambda: load_model(trainer.run_dir, Registry(quiet_pm())),
+    for attempt in (lambda: load_engine(trainer.run_dir, device="cpu"),
                     lambda: Trainer.resume(trainer.run_dir, {"steps": 4}, pm=quiet_pm())):
         with pytest.raises(CharforgeError) as info:
             attempt()

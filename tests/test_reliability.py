@@ -24,13 +24,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from charforge.checkpoint import atomic_write, load_checkpoint, prune_step_checkpoints
+from charforge.runs.checkpoint import load_checkpoint
+from charforge.runs.directory import Run
+from charforge.runs.files import atomic_write
 from charforge.cli import cli
 from charforge.config import TrainConfig
 from charforge.errors import CharforgeError
 from charforge.hookspecs import hookimpl
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.runs import read_metrics
+from charforge.runs.directory import Run
 from charforge.trainer import Trainer, TrainingDiverged
 
 HARNESS = Path(__file__).with_name("_kill_harness.py")
@@ -69,7 +71,7 @@ def wait_for(predicate, timeout: float = 120, what: str = "") -> None:
 
 
 def step_events(run: Path) -> int:
-    return sum(e["event"] == "step" for e in read_metrics(run))
+    return sum(e["event"] == "step" for e in Run(run).events())
 
 
 # -- SIGKILL ------------------------------------------------------------------------------------
@@ -137,7 +139,7 @@ def test_ctrl_c_or_sigterm_saves_the_current_step_and_says_how_to_resume(tmp_pat
         assert Path(found[2]) == run
         # no checkpoint was due before step 100000: this one was written because of the signal
         assert load_checkpoint(run / "checkpoints" / "latest.safetensors").meta["step"] == step >= 3
-        end = [e for e in read_metrics(run) if e["event"] == "end"]
+        end = [e for e in Run(run).events() if e["event"] == "end"]
         assert end and end[-1]["reason"] == "interrupted" and end[-1]["step"] == step
         trainer = Trainer.resume(run, {"steps": step + 2}, pm=quiet_pm())
         trainer.run()
@@ -289,7 +291,7 @@ def test_nan_stops_the_run_and_never_overwrites_the_good_checkpoint(tmp_path, co
     assert ckpt.meta["step"] == 3
     assert all(bool(t.isfinite().all()) for t in ckpt.tensors.values() if t.is_floating_point())
     assert load_checkpoint(trainer.run_dir, "best").meta["step"] == 3
-    assert [e for e in read_metrics(trainer.run_dir) if e["event"] == "error"]
+    assert [e for e in Run(trainer.run_dir).events() if e["event"] == "error"]
 
 
 def test_nan_from_the_command_line_is_one_line_and_a_failure(tmp_path, corpus, monkeypatch):
@@ -439,7 +441,7 @@ def test_keep_last_k_step_checkpoints_and_the_best(tmp_path, corpus):
     run = tmp_path / "runs" / "k"
     assert checkpoint_files(run) == ["best.safetensors", "latest.safetensors", "step-00000007.safetensors",
                                      "step-00000008.safetensors", "step-00000009.safetensors"]
-    validations = [e for e in read_metrics(run) if e["event"] == "validation"]
+    validations = [e for e in Run(run).events() if e["event"] == "validation"]
     best = min(validations, key=lambda e: e["val_loss"])
     assert load_checkpoint(run, "best").meta["step"] == best["step"]
     for step in (7, 8, 9):
@@ -447,11 +449,13 @@ def test_keep_last_k_step_checkpoints_and_the_best(tmp_path, corpus):
 
 
 def test_pruning_counts_steps_as_numbers(tmp_path):
+    folder = Run(tmp_path).checkpoints
+    folder.mkdir()
     for step in (99_999_998, 99_999_999, 100_000_000, 100_000_001):
-        (tmp_path / f"step-{step:08d}.safetensors").write_bytes(b"")
-    (tmp_path / "step-notes.safetensors").write_bytes(b"")
-    prune_step_checkpoints(tmp_path, 2)
-    assert sorted(os.listdir(tmp_path)) == ["step-100000000.safetensors", "step-100000001.safetensors",
+        (folder / f"step-{step:08d}.safetensors").write_bytes(b"")
+    (folder / "step-notes.safetensors").write_bytes(b"")
+    Run(tmp_path).prune(2)
+    assert sorted(os.listdir(folder)) == ["step-100000000.safetensors", "step-100000001.safetensors",
                                             "step-notes.safetensors"]
 
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from charforge.checkpoint import load_checkpoint
+from charforge.runs.checkpoint import load_checkpoint
 from charforge.cli import cli
 from charforge.errors import CharforgeError
 from charforge.hookspecs import hookimpl
-from charforge.runs import read_metrics
+from charforge.runs.directory import Run
 from charforge.trainer import Trainer
 
 N = 12
@@ -32,7 +32,7 @@ def short_corpus(tmp_path, corpus_text):
 
 
 def steps_of(run_dir) -> list[dict]:
-    return [{k: e[k] for k in DETERMINISTIC} for e in read_metrics(run_dir) if e["event"] == "step"]
+    return [{k: e[k] for k in DETERMINISTIC} for e in Run(run_dir).events() if e["event"] == "step"]
 
 
 def weights(run_dir) -> dict[str, torch.Tensor]:
@@ -76,7 +76,7 @@ def test_cli_resume_continues_exactly(short_corpus, runs_root, model_args):
     cli_train("--resume", runs_root / "halves", "--steps", N, "-q")
     assert_same_training(runs_root / "one-go", runs_root / "halves")
     assert steps_of(runs_root / "halves")[-1]["epoch"] > 1  # the boundary was crossed after the resume
-    starts = [e for e in read_metrics(runs_root / "halves") if e["event"] == "start"]
+    starts = [e for e in Run(runs_root / "halves").events() if e["event"] == "start"]
     assert [e["step"] for e in starts] == [0, N // 2]
 
 
@@ -109,7 +109,7 @@ def test_an_interrupted_run_resumes_exactly_with_a_budget_dependent_schedule(tin
     assert_same_training(runs_root / "one-go", runs_root / "halves")
 
     def validations(run):
-        return [(e["step"], e["val_loss"], e["sample"]) for e in read_metrics(runs_root / run)
+        return [(e["step"], e["val_loss"], e["sample"]) for e in Run(runs_root / run).events()
                 if e["event"] == "validation"]
 
     assert validations("one-go") == [v for v in validations("halves") if v[0] != N // 2]

@@ -7,9 +7,10 @@ import threading
 from textual.worker import WorkerCancelled
 
 from charforge.tui.app import CharforgeApp
-from charforge.tui.fakes import FakeModels
+from tui_fakes import FakeModels
 from charforge.tui.screens.sample import SampleScreen
-from charforge.tui.settings import SampleSettings
+from charforge.sampling.settings import Settings
+from charforge.tui import settings as knobs
 from charforge.tui.widgets.sample_card import SampleCard
 
 SIZE = (110, 30)
@@ -43,7 +44,7 @@ def cards(app):
 
 def test_temperature_keys_clamp_to_the_valid_range(tmp_path):
     async def go():
-        app = make_app(FakeModels(tmp_path), settings=SampleSettings(temperature=0.3))
+        app = make_app(FakeModels(tmp_path), settings=Settings(temperature=0.3, length=300))
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             screen = app.screen
@@ -53,7 +54,7 @@ def test_temperature_keys_clamp_to_the_valid_range(tmp_path):
             assert "0.0 (greedy)" in str(knob.render())
             await pilot.press("up", "up")
             assert screen.settings.temperature == 0.2
-            screen.settings = SampleSettings(temperature=4.8)
+            screen.settings = Settings(temperature=4.8, length=300)
             await pilot.press("up", "up", "up", "up")
             assert screen.settings.temperature == 5.0 and "5.0" in str(knob.render())
             await pilot.press("down")
@@ -73,7 +74,7 @@ def test_a_prompt_streams_text_labelled_with_its_settings(tmp_path):
     models = FakeModels(tmp_path, delay=0.01)
 
     async def go():
-        app = make_app(models, settings=SampleSettings(temperature=0.7, length=120, seed=3))
+        app = make_app(models, settings=Settings(temperature=0.7, length=120), seed=3)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             await pilot.press(*"Once")
@@ -98,7 +99,7 @@ def test_escape_stops_a_generation_and_samples_stay_for_comparison(tmp_path):
     models = FakeModels(tmp_path, gate=gate)
 
     async def go():
-        app = make_app(models, settings=SampleSettings(length=5000))
+        app = make_app(models, settings=Settings(length=5000))
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             await pilot.press("h", "i", "enter")
@@ -112,7 +113,7 @@ def test_escape_stops_a_generation_and_samples_stay_for_comparison(tmp_path):
             assert first.border_subtitle.startswith("stopped after")
             assert not app.screen.generating
             # Regenerate: same prompt, the current settings, a new card below the first.
-            app.screen.settings = SampleSettings(temperature=1.5, length=30, seed=9)
+            app.screen.settings, app.screen.seed = Settings(temperature=1.5, length=30), 9
             await pilot.press("ctrl+r")
             await finished(pilot)
             assert len(cards(app)) == 2
@@ -125,7 +126,7 @@ def test_escape_stops_a_generation_and_samples_stay_for_comparison(tmp_path):
 
 def test_save_and_copy_the_latest_sample(tmp_path):
     async def go():
-        app = make_app(FakeModels(tmp_path), settings=SampleSettings(length=40, seed=1))
+        app = make_app(FakeModels(tmp_path), settings=Settings(length=40), seed=1)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
             await pilot.press("x", "enter")

@@ -5,10 +5,11 @@ After a deliberate change to the UI, look at the report, then refresh the SVGs w
 """
 
 from charforge.tui.app import CharforgeApp
-from charforge.tui.fakes import FakeModels, ScriptedSource, scripted_run
+from tui_fakes import FakeModels, ScriptedSource, scripted_run
 from charforge.tui.screens.sample import SampleScreen
 from charforge.tui.screens.train import TrainScreen
-from charforge.tui.settings import SampleSettings
+from charforge.sampling.settings import Settings
+from charforge.tui import settings as knobs
 
 
 async def _settle(pilot):
@@ -53,5 +54,5 @@ def test_sampling_screen(snap_compare, tmp_path):
         await pilot.press("ctrl+r")
         await _settle(pilot)
 
-    app = CharforgeApp(lambda: SampleScreen(models, SampleSettings(temperature=0.8, length=90, seed=2)))
+    app = CharforgeApp(lambda: SampleScreen(models, Settings(temperature=0.8, length=90), seed=2))
     assert snap_compare(app, terminal_size=(100, 28), run_before=two_samples)

@@ -4,7 +4,7 @@ import asyncio
 import json
 
 from charforge.tui.app import CharforgeApp
-from charforge.tui.fakes import ScriptedSource, scripted_run, step_event
+from tui_fakes import ScriptedSource, scripted_run, step_event
 from charforge.tui.screens.train import TrainScreen
 from charforge.tui.sources.tail import AttachedRun
 from charforge.tui.widgets.figures import Figures

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from dataclasses import replace
 
 import click
 
-from charforge import runs
 from charforge.config import TrainConfig
 from charforge.errors import CharforgeError
+from charforge.runs.directory import Run
 
 LAG_LOG = "CHARFORGE_TUI_LAG_LOG"  # a file to write the UI lag measured in this session to
 
@@ -52,10 +52,8 @@ def train(ctx: click.Context) -> None:
     params = ctx.params
     run_dir = None
     if params.get("resume"):
-        target = Path(params["resume"])
-        run_dir = runs.run_dir_of(target) if target.is_file() else (
-            target.parent if target.name == runs.CHECKPOINTS else target)
-        if not (run_dir / runs.CONFIG).exists():
+        run_dir = Run.of(params["resume"]).path
+        if not Run(run_dir).config_path.exists():
             raise CharforgeError(f"{params['resume']} is not a run directory or a checkpoint in one.")
     elif params.get("corpus") is None:
         raise click.UsageError("give a CORPUS to train on, or --resume a run.")
@@ -82,13 +80,12 @@ def watch(run_dir: str) -> None:
     run_app(lambda: _train_screen(source))
 
 
-def sample(target: str, which: str, device: str, prompt: str, length: int, temperature: float, top_k: int,
-           top_p: float, seed: int | None, precision: str = "auto") -> None:
+def sample(target: str, which: str, device: str, prompt: str, settings, seed: int | None,
+           precision: str = "auto") -> None:
     """``charforge sample CHECKPOINT --tui``: the sampling screen, starting from these settings."""
     from charforge.tui.models import CheckpointModels
     from charforge.tui.screens.sample import SampleScreen
-    from charforge.tui.settings import SampleSettings
 
     models = CheckpointModels(target, device=device, which=which, precision=precision)
-    settings = SampleSettings(temperature, top_k, top_p, length, -1 if seed is None else seed).clamped()
-    run_app(lambda: SampleScreen(models, settings, prompt))
+    start = replace(settings, temperature=0.0 if settings.greedy else settings.temperature, greedy=False)
+    run_app(lambda: SampleScreen(models, start, prompt, seed))

@@ -1,8 +1,15 @@
-"""The sampling screen's settings: values, their valid ranges, and the keys' steps."""
+"""The sampling screen's knobs: the valid range and step of each generation setting, and how it is shown.
+
+The values themselves are the engine's :class:`~charforge.sampling.settings.Settings` (what
+``charforge sample`` and ``generate`` take) plus the seed, None meaning a fresh random seed for
+every sample; this module only clamps, steps and shows them.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from charforge.sampling.settings import Settings
 
 # name: (lowest, highest, step). Every change is clamped into [lowest, highest].
 RANGES = {
@@ -10,8 +17,10 @@ RANGES = {
     "top_k": (0, 1000, 1),
     "top_p": (0.05, 1.0, 0.05),
     "length": (10, 5000, 10),
-    "seed": (-1, 2**31 - 1, 1),  # -1: a fresh random seed for every sample
+    "seed": (-1, 2**31 - 1, 1),  # shown as -1 when random
 }
+SETTINGS = ("temperature", "top_k", "top_p", "length")  # the knobs that are fields of Settings
+DEFAULT = Settings(length=300)
 
 
 def clamp(name: str, value: float) -> float:
@@ -22,35 +31,36 @@ def clamp(name: str, value: float) -> float:
     return round(round(value / step) * step, 2)  # 0.1 steps stay 0.1, not 0.30000000000000004
 
 
-@dataclass(frozen=True)
-class SampleSettings:
-    temperature: float = 1.0
-    top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1: off
-    length: int = 300
-    seed: int = -1  # -1: random
+def clamped(settings: Settings) -> Settings:
+    """``settings`` with every knob's value within its range."""
+    return replace(settings, **{name: clamp(name, getattr(settings, name)) for name in SETTINGS})
 
-    def nudge(self, name: str, steps: int) -> "SampleSettings":
-        """These settings with ``name`` moved by ``steps`` steps, clamped to its range."""
-        step = RANGES[name][2]
-        return replace(self, **{name: clamp(name, getattr(self, name) + steps * step)})
 
-    def clamped(self) -> "SampleSettings":
-        return SampleSettings(**{name: clamp(name, getattr(self, name)) for name in RANGES})
+def nudge(settings: Settings, name: str, steps: int) -> Settings:
+    """``settings`` with knob ``name`` moved by ``steps`` steps, clamped to its range."""
+    return replace(settings, **{name: clamp(name, getattr(settings, name) + steps * RANGES[name][2])})
 
-    def shown(self, name: str) -> str:
-        value = getattr(self, name)
-        if name == "temperature":
-            return f"{value:.1f}" + (" (greedy)" if value == 0 else "")
-        if name == "top_p":
-            return "off" if value >= 1 else f"{value:.2f}"
-        if name == "top_k":
-            return "off" if value == 0 else str(value)
-        if name == "seed":
-            return "random" if value < 0 else str(value)
-        return str(value)
 
-    def label(self, seed: int) -> str:
-        """One line naming everything that made a sample, with the seed actually used."""
-        return (f"T {self.temperature:.1f} · top-k {self.shown('top_k')} · top-p {self.shown('top_p')}"
-                f" · {self.length} chars · seed {seed}")
+def nudge_seed(seed: int | None, steps: int) -> int | None:
+    """The seed knob moved by ``steps``: below 0 it is random (None)."""
+    value = clamp("seed", (-1 if seed is None else seed) + steps)
+    return None if value < 0 else value
+
+
+def shown(name: str, value) -> str:
+    """How the knob ``name`` shows ``value`` (the seed None is "random")."""
+    if name == "temperature":
+        return f"{value:.1f}" + (" (greedy)" if value == 0 else "")
+    if name == "top_p":
+        return "off" if value >= 1 else f"{value:.2f}"
+    if name == "top_k":
+        return "off" if value == 0 else str(value)
+    if name == "seed":
+        return "random" if value is None else str(value)
+    return str(value)
+
+
+def label(settings: Settings, seed: int) -> str:
+    """One line naming everything that made a sample, with the seed actually used."""
+    return (f"T {settings.temperature:.1f} · top-k {shown('top_k', settings.top_k)} · "
+            f"top-p {shown('top_p', settings.top_p)} · {settings.length} chars · seed {seed}")

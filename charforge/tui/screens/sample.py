@@ -3,6 +3,8 @@
 The model comes from an injected source (``charforge.tui.models``): ``choices()``, and
 ``load(choice)`` returning a model whose ``stream(prompt, settings, seed)`` yields characters.
 Loading and generating run in thread workers; the text reaches the screen in small chunks.
+:class:`SampleScreen` runs past 200 lines because a Textual screen holds its key bindings, their
+actions and its workers as methods of one class; its knobs' ranges are ``tui/settings.py``'s.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select
 from textual.worker import get_current_worker
 
-from charforge.tui.settings import SampleSettings
+from charforge.sampling.settings import Settings
+from charforge.tui import settings as knobs
 from charforge.tui.widgets.knob import Knob
 from charforge.tui.widgets.sample_card import SampleCard
 
@@ -42,10 +45,12 @@ class SampleScreen(Screen):
         Binding("ctrl+q", "app.quit", "Quit", priority=True),
     ]
 
-    def __init__(self, models, settings: SampleSettings | None = None, prompt: str = ""):
+    def __init__(self, models, settings: Settings | None = None, prompt: str = "", seed: int | None = None):
+        """``seed`` None draws a fresh seed for every sample (each card shows the one it used)."""
         super().__init__()
         self.models = models
-        self.settings = (settings or SampleSettings()).clamped()
+        self.settings = knobs.clamped(settings or knobs.DEFAULT)
+        self.seed = seed
         self.model = None
         self.generating = False
         self.last_prompt: str | None = None
@@ -111,7 +116,8 @@ class SampleScreen(Screen):
 
     def _show_settings(self) -> None:
         for name, _ in KNOBS:
-            self.query_one(f"#knob-{name}", Knob).set_value(self.settings.shown(name))
+            value = self.seed if name == "seed" else getattr(self.settings, name)
+            self.query_one(f"#knob-{name}", Knob).set_value(knobs.shown(name, value))
 
     def check_action(self, action: str, parameters) -> bool | None:
         focused = self.focused
@@ -121,7 +127,10 @@ class SampleScreen(Screen):
         return True
 
     def action_nudge(self, name: str, steps: int) -> None:
-        self.settings = self.settings.nudge(name, steps)
+        if name == "seed":
+            self.seed = knobs.nudge_seed(self.seed, steps)
+        else:
+            self.settings = knobs.nudge(self.settings, name, steps)
         self._show_settings()
 
     @on(Knob.Nudged)
@@ -149,8 +158,8 @@ class SampleScreen(Screen):
         if known != prompt:
             self.notify("characters the model never saw were left out of the prompt", timeout=4)
         settings = self.settings
-        seed = settings.seed if settings.seed >= 0 else random.randrange(2**31)
-        card = SampleCard(f"{self.model.name} · {settings.label(seed)}", known)
+        seed = self.seed if self.seed is not None else random.randrange(2**31)
+        card = SampleCard(f"{self.model.name} · {knobs.label(settings, seed)}", known)
         self._card = card
         history = self.query_one("#history", VerticalScroll)
         history.mount(card)
@@ -159,7 +168,7 @@ class SampleScreen(Screen):
         self._stream(self.model, card, known, settings, seed)
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _stream(self, model, card: SampleCard, prompt: str, settings: SampleSettings, seed: int) -> None:
+    def _stream(self, model, card: SampleCard, prompt: str, settings: Settings, seed: int) -> None:
         worker = get_current_worker()
         buffer: list[str] = []
         last = time.monotonic()

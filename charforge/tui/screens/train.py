@@ -2,6 +2,8 @@
 
 Everything comes from an injected event source (``charforge.tui.sources``), polled a few
 times a second; the plot is redrawn on its own, slower timer from a downsampled history.
+:class:`TrainScreen` runs past 200 lines because a Textual screen holds its key bindings, their
+actions and its timers as methods of one class; the widgets it shows live in ``tui/widgets``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Where the training screen's events come from: the same dicts a run writes to metrics.jsonl.
 
 ``AttachedRun`` follows a run started elsewhere (read-only); ``TrainProcess`` runs
-``charforge train --quiet`` as a child process and controls it with signals; ``TrainThread``
-trains in a thread of the TUI process (kept for the measurement in ``charforge.tui.bench``).
+``charforge train --quiet`` as a child process and controls it with signals.
 """
 
 from charforge.tui.sources.base import EventSource

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from charforge import runs
+from charforge.runs.directory import METRICS
 from charforge.tui.sources.base import EventSource
 from charforge.tui.sources.tail import MetricsTail
 
@@ -36,7 +36,7 @@ class TrainProcess(EventSource):
         self.env = env
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._named = self.runs_dir / name if name else None
-        self._tail = MetricsTail(self.run_dir / runs.METRICS) if self.run_dir else None
+        self._tail = MetricsTail(self.run_dir / METRICS) if self.run_dir else None
         self.proc: subprocess.Popen | None = None
         self._stderr = None
         self._before: set[str] = set()
@@ -69,17 +69,17 @@ class TrainProcess(EventSource):
     def _discover(self) -> None:
         """Find the new run's folder: the named one, the one the child holds open, or the new one."""
         found = None
-        if self._named is not None and (self._named / runs.METRICS).exists():
+        if self._named is not None and (self._named / METRICS).exists():
             found = self._named
         if found is None and self.proc is not None:
             found = _open_metrics(self.proc.pid)
         if found is None and self._named is None and self.runs_dir.is_dir():
             fresh = [self.runs_dir / d for d in set(os.listdir(self.runs_dir)) - self._before]
-            fresh = [d for d in fresh if (d / runs.METRICS).exists()]
+            fresh = [d for d in fresh if (d / METRICS).exists()]
             found = fresh[0] if len(fresh) == 1 else None
         if found is not None:
             self.run_dir = found
-            self._tail = MetricsTail(found / runs.METRICS)
+            self._tail = MetricsTail(found / METRICS)
 
     def poll(self) -> list[dict]:
         self._resume_if_ready()
@@ -151,7 +151,7 @@ def _open_metrics(pid: int) -> Path | None:
                 target = Path(os.readlink(fd))
             except OSError:
                 continue
-            if target.name == runs.METRICS:
+            if target.name == METRICS:
                 return target.parent
     except OSError:
         pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from charforge import runs
+from charforge.runs.directory import Run
 from charforge.errors import CharforgeError
 from charforge.tui.sources.base import EventSource
 
@@ -47,13 +47,11 @@ class AttachedRun(EventSource):
     """A run started elsewhere, followed read-only: quitting the UI leaves it going."""
 
     def __init__(self, run_dir: str | Path):
-        run_dir = Path(run_dir)
-        if run_dir.is_file():  # a checkpoint or the metrics file itself
-            run_dir = runs.run_dir_of(run_dir) if run_dir.suffix == ".safetensors" else run_dir.parent
-        if not (run_dir / runs.METRICS).exists() and not (run_dir / runs.CONFIG).exists():
-            raise CharforgeError(f"{run_dir} is not a run directory (it has no {runs.METRICS}).")
-        self.run_dir = run_dir
-        self._tail = MetricsTail(run_dir / runs.METRICS)
+        run = Run.of(run_dir, writer=False)  # a run directory, a checkpoint, or the metrics file itself
+        if not run.is_run():
+            raise CharforgeError(f"{run.path} is not a run directory (it has no {run.metrics_path.name}).")
+        self.run_dir = run.path
+        self._tail = MetricsTail(run.metrics_path)
 
     def poll(self) -> list[dict]:
         return self._tail.read()

@@ -1,27 +1,25 @@
 """The fast step path of generation: many steps of a stack of built-in fused cells in one call.
 
-Models whose every layer is a built-in fused cell (``Cell.step_kernel``) generate through one
-TorchScript loop (:func:`fast_rows`; plain Python when TorchScript is unavailable) on the raw
-weights. The first layer's input projection is read from a table holding ``x W_ih + b`` for
-every vocabulary entry, so a step costs one (rows, hidden) x (hidden, gates) product per layer
-plus the read-out, and the gate arithmetic of ``torch.*_cell`` (:func:`stack_step`). Each row
-then picks its character by inverting its own CDF at its own uniform number (:func:`choose_rows`).
+Models whose every layer offers a ``step_kernel`` (the built-in fused RNN, LSTM and GRU cells)
+generate through one TorchScript loop (:func:`fast_rows`; plain Python when TorchScript is
+unavailable) on the raw weights. The first layer's input projection is read from a table
+holding ``x W_ih + b`` for every vocabulary entry, so a step costs one (rows, hidden) x
+(hidden, gates) product per layer plus the read-out, and the gate arithmetic of
+``torch.*_cell`` (:func:`stack_step`). Each row then picks its character with
+:func:`charforge.sampling.picking.choose_rows`.
 
-The products run in one of three modes, chosen per batch by :meth:`FastPlan.weights`:
+The products run in one of three modes, chosen per batch by :meth:`FastWeights.weights`:
 
 * ``BLAS`` (float32, below :data:`BIG_BATCH` rows): ``F.linear`` on the weights, what
   ``model.step`` computes, to the bit.
 * ``PACKED`` (float32, from :data:`BIG_BATCH` rows up): oneDNN with the weights packed once
-  for the batch, about 1.3x faster per product on the AMD CPU this was measured on, rounded
-  differently in the last bit.
+  for the batch: faster per product, rounded differently in the last bit.
 * ``INT8`` (precision ``int8``, every batch size): each weight row stored as 8-bit integers with
   its own scale, the hidden state (always within (-1, 1) for these cells) rounded to multiples
   of 1/127, multiplied in exact integer arithmetic (``torch._int_mm``; VNNI dot products) and
-  scaled back to float32. A quarter of float32's bytes: at batch 1 the product streams 1 MiB
-  instead of 4, and costs about a fifth of float32's on the 2-core machine of benchmarks/NOTES.md.
-  Integer sums do not depend on the batch (the float32 read-out still rounds its last bit by
-  batch size, as in float32). Measured on a 1 x 512 LSTM trained on tiny-shakespeare, the
-  held-out loss moved by 0.00015 nats per character (NOTES.md, section 7).
+  scaled back to float32. A quarter of float32's bytes per product, and integer sums that do not
+  depend on the batch (the float32 read-out still rounds its last bit by batch size). Its speed
+  and its quality cost are measured in benchmarks/ (``bench.py``, ``precision.py``).
 
 Precision ``auto`` (the default of ``generate``, ``sample``, the API and the sampling screen)
 takes int8 where the CPU has VNNI and every layer's state is bounded (not ``rnn`` with relu),
@@ -41,6 +39,7 @@ from torch import Tensor
 
 from charforge.errors import CharforgeError
 from charforge.model import CharModel
+from charforge.sampling.picking import choose_rows
 
 KINDS = {"lstm": 0, "gru": 1, "rnn_tanh": 2, "rnn_relu": 3}  # the kind codes the loop dispatches on
 BLAS, PACKED, INT8 = 0, 1, 2  # product modes (literals inside the TorchScript functions)
@@ -51,50 +50,11 @@ _TABLE_LIMIT = 1 << 26  # table entries (vocabulary x gates) above which the fas
 Scalars = List[Optional[Union[int, float, complex]]]  # the type of oneDNN's (unused) post-op scalars
 
 
-# -- picking the next character of many rows at once --------------------------------------------------
-
-def choose_rows(logits: Tensor, u: Tensor, temps: Optional[Tensor], kth: Optional[Tensor],
-                top_p: Optional[Tensor], greedy: Optional[Tensor], all_greedy: bool) -> Tensor:
-    """Next tokens (rows,) from logits (rows, vocab), each row with its own settings and uniform.
-
-    ``u`` (rows, 1) holds each row's uniform number; ``temps`` (rows, 1) the temperatures (None:
-    all 1); ``kth`` (rows, 1) the index of each row's k-th largest logit (None: no top-k);
-    ``top_p`` (rows, 1) (None: no nucleus; 2 for a row without one); ``greedy`` (rows,) rows
-    that take the most likely character. What a row's settings do not ask for leaves its numbers
-    exactly as the full computation would, so a row's result never depends on its neighbours.
-    """
-    if all_greedy:
-        return logits.argmax(dim=-1)
-    x = logits
-    if kth is not None:  # ranked before the temperature, which a huge value could flatten into ties
-        kth_value = x.sort(dim=-1, descending=True)[0].gather(1, kth)
-        x = x.masked_fill(x < kth_value, float("-inf"))
-    if temps is not None:
-        # Shifted so that the largest logit is 0: a tiny temperature then gives 0 and -inf, never
-        # inf - inf = nan. (softmax shifts the same way, so rows at temperature 1 are unchanged.)
-        # Divided by a tensor, never a Python scalar: some devices divide by a scalar through its
-        # reciprocal, which would round differently from per-row division.
-        x = (x - x.amax(dim=-1, keepdim=True)) / temps
-    probs = x.softmax(dim=-1)
-    if top_p is not None:
-        sorted_probs, order = probs.sort(dim=-1, descending=True, stable=True)
-        drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p
-        drop[:, 0] = False  # the most likely character always stays, whatever the top-p
-        probs = probs.masked_fill(drop.scatter(1, order, drop), 0.0)
-    cdf = probs.cumsum(dim=-1)
-    # The first character whose cumulative probability passes u * total (u < 1 - 2^-20 keeps it
-    # below the vocabulary size; the clamp keeps a NaN row in range, not a crash).
-    token = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp_(max=cdf.shape[1] - 1)
-    if greedy is not None:
-        token = torch.where(greedy, logits.argmax(dim=-1), token)
-    return token
-
-
 # -- the loop ---------------------------------------------------------------------------------------
 
 def product(x: Tensor, w: Tensor, b: Optional[Tensor], scale: Optional[Tensor], mode: int,
             scalars: Scalars) -> Tensor:
-    """``F.linear(x, w, b)`` in float32, with ``w`` (and ``scale``) as :meth:`FastPlan.weights`
+    """``F.linear(x, w, b)`` in float32, with ``w`` (and ``scale``) as :meth:`FastWeights.weights`
     prepared it for ``mode``."""
     if mode == 0:  # BLAS
         return F.linear(x, w, b)
@@ -111,8 +71,8 @@ def stack_step(kind: int, mode: int, token: Tensor, hs: List[Tensor], cs: List[T
     """One step of a stack of fused cells; updates ``hs``/``cs`` in place and returns the top
     layer's output. In BLAS mode the gate arithmetic is ``torch.lstm_cell``/``gru_cell``/
     ``rnn_*_cell``'s, op for op, so the result is theirs to the bit. In the other modes an LSTM
-    takes one sigmoid over all four gates, its weights prepared by :func:`_one_sigmoid` (on this
-    CPU PyTorch's tanh costs six sigmoids: 20% of a batch-256 step). An 8-bit product rounds its
+    takes one sigmoid over all four gates, its weights prepared by :func:`_one_sigmoid` (PyTorch's
+    tanh costs several sigmoids on the CPU: benchmarks/NOTES.md). An 8-bit product rounds its
     input to multiples of 1/127: every state these cells feed forward lies within (-1, 1)."""
     x = table  # never read: layer 0's input projection is a row of the table
     for layer in range(len(hs)):
@@ -185,7 +145,7 @@ def compiled_fast_rows():
 # -- precision and packed weights --------------------------------------------------------------------
 
 def native_int8() -> bool:
-    """Whether this CPU has VNNI dot products, which make 8-bit products fast (measured in NOTES.md)."""
+    """Whether this CPU has VNNI dot products, which make 8-bit products fast (benchmarks/NOTES.md)."""
     checks = [getattr(torch.cpu, name, None) for name in ("_is_vnni_supported", "_is_amx_tile_supported")]
     return any(check is not None and check() for check in checks)
 
@@ -229,7 +189,7 @@ def packed_usable(mode: int, shape: tuple, bias: bool, batch: int) -> bool:
     return _usable[key]
 
 
-class FastPlan:
+class FastWeights:
     """The raw weights the fast loop needs, taken from a model whose layers all allow it."""
 
     def __init__(self, kind: int, table: Tensor, weights: list[tuple], head_w: Tensor, head_b: Tensor | None,
@@ -243,7 +203,7 @@ class FastPlan:
         self._prepared: tuple = (None, None)
 
     @classmethod
-    def of(cls, model, precision: str = "float32") -> "FastPlan | None":
+    def of(cls, model, precision: str = "float32") -> "FastWeights | None":
         """The plan for ``model`` as it is now, or None when the generic path (``model.step``) must run.
 
         ``precision`` int8 raises where it cannot serve the model; auto takes it where the CPU has

@@ -1,7 +1,7 @@
 """Measure: does training keep its speed, and the UI its responsiveness, with training in a
 child process or in a thread of the UI's process?
 
-    python -m charforge.tui.bench CORPUS [--hidden-size 128] [--steps 1500]
+    python benchmarks/tui.py CORPUS [--hidden-size 128] [--steps 1500]
 
 Runs the same training three ways: alone (``charforge train --quiet``), under the training
 screen in a child process, and under it in a thread. The screen runs headless (it renders
@@ -20,11 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from charforge import runs
+from charforge.runs.directory import Run
 
 
 def _speed(run_dir: Path) -> float:
-    events = runs.read_metrics(run_dir)
+    events = Run(run_dir).events()
     start = next(e for e in events if e["event"] == "start")
     c = start["config"]
     end = [e for e in events if e["event"] == "step"][-1]
@@ -74,7 +74,7 @@ def main(argv=None) -> None:
                 results[mode] = asyncio.run(_under_ui(source))
             elif mode == "thread":
                 from charforge.config import TrainConfig
-                from charforge.tui.sources.inprocess import TrainThread
+                from tui_thread import TrainThread
 
                 config = TrainConfig(corpus=ns.corpus, hidden_size=ns.hidden_size, steps=ns.steps, eval_every=500,
                                      sample_length=100, device="cpu")

@@ -1,6 +1,6 @@
 """Training in a thread of the TUI process: the alternative to ``TrainProcess``.
 
-Kept to measure against (``python -m charforge.tui.bench``): training shares the interpreter
+Kept beside ``benchmarks/tui.py``, which measures it against the child process: training shares the interpreter
 lock with the UI here, and a crash or a closed terminal takes the run down with the UI.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from charforge import runs
+from charforge.runs.directory import METRICS
 from charforge.tui.sources.base import EventSource
 from charforge.tui.sources.tail import MetricsTail
 
@@ -61,7 +61,7 @@ class TrainThread(EventSource):
 
     def poll(self) -> list[dict]:
         if self._tail is None and self.run_dir is not None:
-            self._tail = MetricsTail(Path(self.run_dir) / runs.METRICS)
+            self._tail = MetricsTail(Path(self.run_dir) / METRICS)
         events = self._tail.read() if self._tail is not None else []
         if self._failure is not None:
             events.append({"event": "error", "message": self._failure})

@@ -1,0 +1,32 @@
+"""What several commands share: the plugin registry, KEY VALUE pairs, the one-line error door."""
+
+from __future__ import annotations
+
+import click
+
+from charforge.errors import CharforgeError
+
+
+class Group(click.Group):
+    """Turns charforge's user-facing errors into one line and exit status 1, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CharforgeError as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:  # a file that cannot be read or written (permissions, full disk): one line too
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}.") from None
+
+
+def registry(block=()):
+    """The registry of the installed plugins (imported late: it is not needed for ``--help``)."""
+    from charforge.plugins import Registry, make_plugin_manager
+
+    return Registry(make_plugin_manager(block=block))
+
+
+def pairs(ctx, param, value):
+    """``-c KEY VALUE`` options, repeated, as a dict (None when none was given)."""
+    return {k: v for k, v in value} if value else None

@@ -1,0 +1,31 @@
+"""The ``charforge`` command group: every subcommand added to it, and ``main``, the console script."""
+
+from __future__ import annotations
+
+import click
+
+from charforge.cli import listing, sample, tasks, train
+from charforge.cli.common import Group
+from charforge.version import __version__
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="charforge")
+def cli():
+    """Train and sample character-level recurrent language models.
+
+    \b
+    charforge train corpus.txt        train on your own text (a file, folder or glob)
+    charforge sample runs/corpus-lstm  sample from the trained model
+    charforge watch runs/corpus-lstm   follow a run in the terminal UI (also: train/sample --tui)
+    charforge cells / optimizers       what the installed plugins provide
+    """
+
+
+for command in (train.train, sample.sample, train.watch, sample.generate, listing.plugins, listing.cells,
+                listing.optimizers, listing.corpora, tasks.frequency_task):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="charforge")

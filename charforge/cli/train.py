@@ -1,0 +1,104 @@
+"""``charforge train`` and ``charforge watch``: every TrainConfig field as an option, and the UI's door."""
+
+from __future__ import annotations
+
+import click
+
+from charforge.cli.common import pairs
+from charforge.config import CLIP_MODES, SCHEDULES, TrainConfig
+
+_DEFAULTS = TrainConfig()
+
+
+def _option(flag, field=None, type=None, help="", **kw):
+    """A train option whose default shows TrainConfig's; unset options stay None (so resume can tell)."""
+    field = field or flag.lstrip("-").split("/")[0].replace("-", "_")
+    default = getattr(_DEFAULTS, field)
+    shown = f" [default: {default}]" if default is not None and not kw.get("is_flag") else ""
+    return click.option(flag, field, type=type, default=None, help=help + shown, **kw)
+
+
+TRAIN_OPTIONS = [
+    _option("--cell", help="Recurrent cell (see `charforge cells`)."),
+    click.option("-c", "--cell-option", "cell_options", nargs=2, multiple=True, callback=pairs,
+                 metavar="KEY VALUE", help="A cell option, e.g. -c init orthogonal (repeatable)."),
+    _option("--hidden-size", type=int, help="Units per layer."),
+    _option("--layers", "num_layers", type=int, help="Stacked recurrent layers."),
+    _option("--dropout", type=float, help="Dropout after each layer."),
+    _option("--embedding-dim", type=int, help="Input embedding size; 0 feeds one-hot characters."),
+    _option("--output-bias/--no-output-bias", "output_bias", help="Learn the output bias b_y. [default: on]"),
+    _option("--optimizer", help="Optimizer (see `charforge optimizers`)."),
+    click.option("-o", "--optimizer-option", "optimizer_options", nargs=2, multiple=True, callback=pairs,
+                 metavar="KEY VALUE", help="An optimizer option, e.g. -o beta2 0.99 (repeatable)."),
+    _option("--lr", type=float, help="Peak learning rate."),
+    _option("--schedule", type=click.Choice(SCHEDULES), help="Learning-rate schedule over the budget."),
+    _option("--warmup", type=int, help="Steps of linear learning-rate warmup."),
+    _option("--lr-decay", type=float, help="Step schedule: multiply the rate by this..."),
+    _option("--lr-decay-every", type=int, help="...every this many steps."),
+    _option("--min-lr-ratio", type=float, help="Cosine schedule: final rate as a fraction of --lr."),
+    _option("--clip", type=click.Choice(CLIP_MODES), help="Clip gradients by global norm or by value."),
+    _option("--clip-value", type=float, help="The clipping threshold."),
+    _option("--batch-size", type=int, help="Parallel streams per step."),
+    _option("--seq-len", type=int, help="Characters per truncated-BPTT window."),
+    _option("--steps", type=int, help="Budget: optimizer steps in all."),
+    _option("--epochs", type=float, help="Budget: passes over the training text."),
+    _option("--minutes", type=float, help=f"Budget: wall-clock minutes ({TrainConfig.DEFAULT_MINUTES:g} "
+                                          f"when no budget is given)."),
+    _option("--seed", type=int, help="Random seed."),
+    _option("--device", help="auto, cpu, cuda or mps."),
+    _option("--threads", type=int, help="CPU threads; 0 picks from the model size."),
+    _option("--val-fraction", type=float, help="Held-out fraction at the end of the text."),
+    _option("--encoding", help="Text encoding of the corpus files."),
+    _option("--errors", type=click.Choice(["strict", "replace", "ignore"]), help="Undecodable bytes."),
+    _option("--log-every", type=int, help="Steps between logged metrics."),
+    _option("--eval-every", type=int, help="Steps between validations (and checkpoints)."),
+    _option("--sample-length", type=int, help="Characters sampled at each validation."),
+    _option("--keep", "keep_checkpoints", type=int, help="Also keep the last K step-numbered checkpoints."),
+]
+
+
+def _train_options(fn):
+    for option in reversed(TRAIN_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@click.command()
+@click.argument("corpus", required=False)
+@_train_options
+@click.option("--name", help="Run name: the run lives in RUNS_DIR/NAME. [default: CORPUS-CELL]")
+@click.option("--runs-dir", default="runs", show_default=True, help="Where run directories go.")
+@click.option("--resume", metavar="RUN_OR_CHECKPOINT", help="Continue a run from its latest checkpoint.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output (blocks the console plugin).")
+@click.option("--tui", is_flag=True, help="Watch it in the terminal UI: p pause, s stop and save, n sample now.")
+@click.pass_context
+def train(ctx, corpus, name, runs_dir, resume, quiet, tui, **options):
+    """Train a model on CORPUS: a text file, a folder, a glob, or a named corpus (`charforge corpora`)."""
+    if tui:
+        from charforge.tui import commands
+
+        return commands.train(ctx)
+    from charforge.plugins import make_plugin_manager
+    from charforge.trainer import Trainer
+
+    overrides = {k: v for k, v in options.items() if v is not None}
+    pm = make_plugin_manager(block=["console"] if quiet else ())
+    if resume:
+        if corpus is not None:
+            overrides["corpus"] = corpus
+        trainer = Trainer.resume(resume, overrides, pm=pm)
+    else:
+        if corpus is None:
+            raise click.UsageError("give a CORPUS to train on, or --resume a run.")
+        config = TrainConfig(corpus=corpus, **overrides)
+        trainer = Trainer(config, pm=pm, runs_root=runs_dir, name=name)
+    trainer.run()
+
+
+@click.command()
+@click.argument("run_dir")
+def watch(run_dir):
+    """Follow RUN_DIR's training in the terminal UI; quitting leaves the run going."""
+    from charforge.tui import commands
+
+    commands.watch(run_dir)

@@ -1,0 +1,179 @@
+"""The run directory and its one owner, :class:`Run`: every file's name, its creation, its checkpoints.
+
+```
+RUN/
+  config.json          the resolved configuration
+  tokenizer.json       the vocabulary
+  metrics.jsonl        one JSON object per event
+  checkpoints/         latest, best and step-N .safetensors
+  samples/             what the sampling screen saves
+```
+
+Only the process that owns a run writes to it (``writer``): when several processes train one
+run, the others open it with ``writer=False`` and every write becomes a no-op. Nothing here
+imports torch, so the terminal UI can read runs freely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from charforge.errors import CharforgeError
+from charforge.runs.metrics import MetricsLog, NoLog, read_metrics
+
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+SUFFIX = ".safetensors"
+KINDS = ("best", "latest")  # the checkpoints every run keeps; step-N ones are kept with --keep
+
+
+def step_kind(step: int) -> str:
+    """The name of the step-numbered checkpoint of ``step``."""
+    return f"step-{step:08d}"
+
+
+def step_number(path: Path) -> int | None:
+    """N of a ``step-N.safetensors`` checkpoint, else None."""
+    digits = path.name.removeprefix("step-").removesuffix(SUFFIX)
+    return int(digits) if path.name.startswith("step-") and digits.isdigit() else None
+
+
+class Run:
+    """A run directory: where its files live, which checkpoint is which, and (for its writer) creating it."""
+
+    def __init__(self, path: str | Path, writer: bool = True):
+        self.path = Path(path)
+        self.writer = writer
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}{'' if self.writer else ', writer=False'})"
+
+    # -- finding runs -------------------------------------------------------------------------
+
+    @classmethod
+    def of(cls, target: str | Path, writer: bool = True) -> "Run":
+        """The run a run directory, its ``checkpoints`` folder or a checkpoint file in it belongs to."""
+        path = Path(target)
+        if path.is_dir():
+            return cls(path.parent if path.name == CHECKPOINTS else path, writer)
+        return cls(path.parent.parent if path.parent.name == CHECKPOINTS else path.parent, writer)
+
+    @classmethod
+    def create(cls, root: str | Path, name: str, explicit: bool, config: dict[str, Any], tokenizer: str) -> "Run":
+        """A new run directory holding its config and vocabulary, made whole or not at all.
+
+        The files are written into a hidden folder beside it, which is then renamed into place:
+        a crash or a full disk never leaves a half-made run behind. An explicit ``name`` that
+        exists is an error; a default one gets a numbered suffix.
+        """
+        root = Path(root)
+        path = root / name
+        if path.exists():
+            if explicit:
+                raise CharforgeError(f"{path} already holds a run: continue it with --resume {path}, "
+                                     f"or choose another --name.")
+            n = 2
+            while (root / f"{name}-{n}").exists():
+                n += 1
+            path = root / f"{name}-{n}"
+        staging = root / f".{path.name}.creating{os.getpid()}"
+        try:
+            (staging / CHECKPOINTS).mkdir(parents=True)
+            (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+            (staging / TOKENIZER).write_text(tokenizer, encoding="utf-8")
+            if path.exists():  # another process took the name meanwhile
+                raise FileExistsError(17, "it was created meanwhile by another process", str(path))
+            os.rename(staging, path)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise CharforgeError(f"cannot create run directory {path}: {exc.strerror or exc}.") from None
+        return cls(path)
+
+    # -- its files ----------------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def samples(self) -> Path:
+        return self.path / SAMPLES
+
+    def is_run(self) -> bool:
+        """Whether the folder looks like a run (it has a config or a metrics log)."""
+        return self.config_path.exists() or self.metrics_path.exists()
+
+    def checkpoint(self, kind: str) -> Path:
+        """The path of checkpoint ``kind`` (``best``, ``latest`` or ``step-N``), whether it exists or not."""
+        return self.checkpoints / f"{kind}{SUFFIX}"
+
+    def checkpoint_names(self) -> list[str]:
+        """The checkpoints present: best and latest first, then step-N, newest first."""
+        return checkpoint_names(self.checkpoints)
+
+    def resolve(self, which: str = "best") -> Path:
+        """The checkpoint ``which`` (``best`` falls back to ``latest``, for a run not yet validated)."""
+        return _find(self.checkpoints, which, self.path)
+
+    def events(self) -> list[dict]:
+        """Every complete event of ``metrics.jsonl``."""
+        return read_metrics(self.metrics_path)
+
+    # -- writing (the owner only) ---------------------------------------------------------------
+
+    def metrics_log(self) -> MetricsLog | NoLog:
+        """Where this process appends its events: the run's log for its writer, nowhere for the others."""
+        return MetricsLog(self.metrics_path) if self.writer else NoLog()
+
+    def prune(self, keep: int) -> None:
+        """Delete all but the ``keep`` newest step-numbered checkpoints (latest and best are separate)."""
+        if not self.writer:
+            return
+        numbered = sorted((n, p) for p in self.checkpoints.glob(f"step-*{SUFFIX}")
+                          if (n := step_number(p)) is not None)
+        for _, old in numbered[: max(len(numbered) - keep, 0)]:
+            old.unlink(missing_ok=True)
+
+
+def checkpoint_names(folder: Path) -> list[str]:
+    """The checkpoints in ``folder``: best and latest first, then the others (step-N), newest first."""
+    names = sorted(p.stem for p in folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+    first = [n for n in KINDS if n in names]
+    return first + sorted((n for n in names if n not in first), reverse=True)
+
+
+def resolve_checkpoint(target: str | Path, which: str = "best") -> Path:
+    """A checkpoint file as given, or checkpoint ``which`` of a run directory (or of a folder of checkpoints)."""
+    path = Path(target)
+    if path.is_dir():
+        run = Run.of(path)
+        return _find(run.checkpoints if run.checkpoints.is_dir() else path, which, target)
+    if not path.exists():
+        raise CharforgeError(f"checkpoint {target} does not exist.")
+    if not path.is_file():
+        raise CharforgeError(f"checkpoint {target} is not a regular file.")
+    return path
+
+
+def _find(folder: Path, which: str, named: str | Path) -> Path:
+    order = [which, "latest"] if which != "latest" else ["latest"]
+    for kind in order:
+        path = folder / f"{kind}{SUFFIX}"
+        if path.is_file():
+            return path
+    raise CharforgeError(f"{named} holds no checkpoint ({which}{SUFFIX} or latest{SUFFIX}).")
