@@ -15,29 +15,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_model
 
 from charforge.config import TrainConfig
 from charforge.plugins import Registry, make_plugin_manager
 from charforge.runs.checkpoint import build_from, load_checkpoint
 from charforge.sampling.loading import load_engine
 from charforge.trainer import Trainer
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -73,7 +63,7 @@ def main() -> None:
                 fn()
                 times[name].append(time.perf_counter() - start)
     params = sum(p.numel() for p in trainer.model.parameters())
-    print(f"{_cpu()}, {os.cpu_count()} cores; torch {torch.__version__}; load {os.getloadavg()[0]:.1f}")
+    print(f"{cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}; load {os.getloadavg()[0]:.1f}")
     print(f"{args.layers}x{args.hidden} LSTM, {params:,} parameters, Adam; checkpoint {size:.0f} MiB; "
           f"median of {args.rounds} alternating rounds")
     print()

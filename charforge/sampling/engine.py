@@ -15,6 +15,8 @@ the trainer's validation samples) runs :class:`BatchGenerator`, usually through
   (:mod:`charforge.sampling.fastpath`); other cells run ``model.step`` from Python, with nothing
   else per step. Tokens are copied to the host once per round and turned into text per row with
   one vectorised lookup, never per character.
+* **Threads.** Each round is timed and fed to a :class:`charforge.threads.ThreadTuner`, which
+  keeps the CPU thread count that is fastest now; a run leaves the process's count as it found it.
 
 One caveat is outside any sampler's control: in float32, matrix-multiply libraries round the
 last bit of a row differently at different batch sizes, so when a row's uniform number falls
@@ -25,6 +27,8 @@ requests, batch size and seed is identical bit for bit.
 
 from __future__ import annotations
 
+import functools
+import time
 from collections import deque
 from typing import Callable, Iterator, Sequence
 
@@ -42,6 +46,7 @@ from charforge.sampling.priming import cat, prime, select
 from charforge.sampling.randomness import random_seed, row_seed, uniforms
 from charforge.sampling.settings import Request, Sample, Settings, check_num_samples
 from charforge.sampling.stops import cut_at_stop, first_stop, prefix_overlap
+from charforge.threads import ThreadTuner
 from charforge.vocab import Vocab
 
 ROUND = 64  # steps between host synchronisations (token copies, stop checks, refills)
@@ -78,6 +83,20 @@ class _Stepper:
             if t is not None:
                 t = t + 1
         return token, state, out
+
+
+def _keeps_threads(generate):
+    """A generator method that gives the process its CPU thread count back when it ends, whatever its
+    tuner set meanwhile: a sample taken in the middle of training leaves the trainer's count alone."""
+    @functools.wraps(generate)
+    def run(*args, **kwargs):
+        before = torch.get_num_threads()
+        try:
+            yield from generate(*args, **kwargs)
+        finally:
+            if torch.get_num_threads() != before:
+                torch.set_num_threads(before)
+    return run
 
 
 class _Row:
@@ -128,6 +147,25 @@ class _Batch:
         self.keys, self.produced = self.keys[idx], self.produced[idx]
 
 
+def _rows(requests: Sequence[Request], seed: int, encode: Callable[[str], tuple[str, Tensor]]) -> list[_Row]:
+    """The rows of ``requests`` (one per sample; one per prompt for beam search), each request checked,
+    each distinct prompt encoded once."""
+    rows, encoded = [], {}
+    for order, request in enumerate(requests):
+        request.settings.check()
+        check_num_samples(request.num_samples)
+        if request.settings.beam and request.num_samples > request.settings.beam:
+            raise CharforgeError(f"beam search of width {request.settings.beam} returns at most "
+                                 f"{request.settings.beam} samples per prompt, not {request.num_samples}.")
+        if request.prompt not in encoded:
+            encoded[request.prompt] = encode(request.prompt)
+        prompt, ids = encoded[request.prompt]
+        base = request.seed if request.seed is not None else seed
+        samples = 1 if request.settings.beam else request.num_samples
+        rows.extend(_Row(order, request, i, prompt, ids, base) for i in range(samples))
+    return rows
+
+
 class BatchGenerator:
     """Generates continuations of many prompts with one model, ``batch_size`` rows at a time.
 
@@ -138,7 +176,8 @@ class BatchGenerator:
 
     def __init__(self, model: CharModel, vocab: Vocab, device: torch.device | str = "cpu",
                  batch_size: int = 256, drop_unknown: bool = False, precision: str = "auto",
-                 origin: Checkpoint | None = None):
+                 origin: Checkpoint | None = None, threads: int = 0):
+        """``threads``: CPU threads, 0 (the default) for the count measured fastest while generating."""
         if not isinstance(batch_size, int) or batch_size < 1:
             raise CharforgeError(f"--batch-size must be at least 1, not {batch_size}.")
         self.precision = check_precision(precision)
@@ -148,14 +187,20 @@ class BatchGenerator:
         self.batch_size = batch_size
         self.drop_unknown = drop_unknown
         self.origin = origin  # the checkpoint the model came from (metadata only), when it came from one
+        self.threads = threads
+        self.tuner = ThreadTuner.for_device(self.device, threads)  # kept across runs, and by configured()
         self._codepoints = torch.tensor([ord(c) for c in vocab.chars], dtype=torch.int32)
         self._start = vocab.index.get("\n", 0)
 
     def configured(self, batch_size: int | None = None, drop_unknown: bool | None = None) -> "BatchGenerator":
-        """The same model and precision with another batch size or prompt policy."""
-        return BatchGenerator(self.model, self.vocab, self.device,
-                              self.batch_size if batch_size is None else batch_size,
-                              self.drop_unknown if drop_unknown is None else drop_unknown, self.precision, self.origin)
+        """The same model, precision and thread tuner (with what it measured) with another batch size or
+        prompt policy."""
+        engine = BatchGenerator(self.model, self.vocab, self.device,
+                                self.batch_size if batch_size is None else batch_size,
+                                self.drop_unknown if drop_unknown is None else drop_unknown, self.precision,
+                                self.origin, self.threads)
+        engine.tuner = self.tuner
+        return engine
 
     def encode_prompt(self, prompt: str) -> tuple[str, Tensor]:
         """(the prompt as the model sees it, its ids); an empty prompt starts after a line break."""
@@ -171,22 +216,6 @@ class BatchGenerator:
             return ""
         return self._codepoints[ids.cpu().long()].numpy().tobytes().decode("utf-32-le", "surrogatepass")
 
-    def _rows(self, requests: Sequence[Request], seed: int) -> list[_Row]:
-        rows, encoded = [], {}
-        for order, request in enumerate(requests):
-            request.settings.check()
-            check_num_samples(request.num_samples)
-            if request.settings.beam and request.num_samples > request.settings.beam:
-                raise CharforgeError(f"beam search of width {request.settings.beam} returns at most "
-                                     f"{request.settings.beam} samples per prompt, not {request.num_samples}.")
-            if request.prompt not in encoded:
-                encoded[request.prompt] = self.encode_prompt(request.prompt)
-            prompt, ids = encoded[request.prompt]
-            base = request.seed if request.seed is not None else seed
-            samples = 1 if request.settings.beam else request.num_samples
-            rows.extend(_Row(order, request, i, prompt, ids, base) for i in range(samples))
-        return rows
-
     def run(self, requests: Sequence[Request], seed: int | None = None,
             progress: Callable[[int, int], None] | None = None) -> Iterator[Sample]:
         """Every sample of every request, in request order (then sample order), as soon as ready.
@@ -196,7 +225,7 @@ class BatchGenerator:
         round of :data:`ROUND` steps.
         """
         seed = random_seed() if seed is None else seed
-        rows = self._rows(requests, seed)  # every request is checked before anything runs
+        rows = _rows(requests, seed, self.encode_prompt)  # every request is checked before anything runs
         return self._in_order(rows, [r.num_samples for r in requests], progress)
 
     def _in_order(self, rows: list[_Row], counts: list[int], progress) -> Iterator[Sample]:
@@ -219,10 +248,12 @@ class BatchGenerator:
                     pending[(row.order, i)] = results[i] if i < len(results) else None
             yield from ready()
 
+    @_keeps_threads
     @torch.inference_mode()
     def _sample(self, rows: list[_Row], progress) -> Iterator[tuple[int, int, Sample]]:
         """Sampling and greedy rows: (request order, sample index, result) as each row finishes."""
-        model, dev, V = self.model, self.device, len(self.vocab)
+        model, dev, V, tuner = self.model, self.device, len(self.vocab), self.tuner
+        tuner.start()
         uses_time = model.uses_time
         stepper = _Stepper(model, self.precision)
         queue = deque(rows)
@@ -244,8 +275,10 @@ class BatchGenerator:
             steps = min(ROUND, max(r.settings.length - r.produced for r in active))
             if steps > 0:
                 noise = uniforms(batch.keys, batch.produced, steps).t().unsqueeze(2)  # (steps, rows, 1)
+                began = time.perf_counter()
                 batch.token, batch.state, out = stepper(steps, batch.token, batch.state,
                                                         batch.position if uses_time else None, noise, picker)
+                tuner.record(len(active) * steps, time.perf_counter() - began)
                 if uses_time:
                     batch.position = batch.position + steps
                 batch.produced = batch.produced + steps
@@ -286,8 +319,10 @@ class BatchGenerator:
         prompt, ids = self.encode_prompt(request.prompt)
         return self._stream(settings, prompt, ids, row_seed(seed, prompt, sample))
 
+    @_keeps_threads
     @torch.inference_mode()
     def _stream(self, settings: Settings, prompt: str, ids: Tensor, row_key: int) -> Iterator[str]:
+        self.tuner.start()
         key = torch.tensor([row_key], dtype=torch.int64, device=self.device)
         state, token, position = prime(self.model, [ids], self.device)
         picker = Picker([settings], len(self.vocab), self.device)
@@ -301,7 +336,10 @@ class BatchGenerator:
             # are counted per step, so chunking changes nothing in the text.
             steps = min(chunk, settings.length - produced)
             noise = uniforms(key, torch.tensor([produced], device=self.device), steps).t().unsqueeze(2)
+            began = time.perf_counter()
             token, state, out = stepper(steps, token, state, t, noise, picker)
+            if steps == ROUND:  # the short first chunks would make their count look slow (fixed costs per call)
+                self.tuner.record(steps, time.perf_counter() - began)
             if t is not None:
                 t = t + steps
             produced, chunk = produced + steps, min(2 * chunk, ROUND)

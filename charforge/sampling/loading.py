@@ -20,18 +20,21 @@ WHICH = ("best", "latest")
 
 
 def load_engine(target: str | Path, which: str = "best", device: str = "auto", precision: str = "auto",
-                batch_size: int = 256, drop_unknown: bool = False, extra: Iterable[Any] = ()) -> BatchGenerator:
+                batch_size: int = 256, drop_unknown: bool = False, extra: Iterable[Any] = (),
+                threads: int = 0) -> BatchGenerator:
     """The engine for a checkpoint file or a run directory; its ``origin`` is the checkpoint's
     metadata (path, step, configuration, vocabulary).
 
     ``which``: a run's best checkpoint (falling back to latest before its first validation) or its
     latest. ``device``: auto (a GPU when there is one), cpu, cuda or mps. ``precision``: auto,
     float32 or int8 (see :mod:`charforge.sampling.fastpath`). ``extra``: plugin objects,
-    for a cell registered in code.
+    for a cell registered in code. ``threads``: CPU threads, 0 for the count measured fastest
+    (:mod:`charforge.threads`).
     """
     if which not in WHICH:
         raise CharforgeError(f"which must be best or latest, not {which!r}.")
     dev = pick_device(device)
     ckpt = load_checkpoint(target, which, model_only=True)
     model = build_from(ckpt, plugins.Registry(plugins.make_plugin_manager(extra=extra))).to(dev)
-    return BatchGenerator(model, ckpt.vocab, dev, batch_size, drop_unknown, precision, origin=ckpt.metadata_only())
+    return BatchGenerator(model, ckpt.vocab, dev, batch_size, drop_unknown, precision, origin=ckpt.metadata_only(),
+                          threads=threads)
