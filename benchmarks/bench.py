@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from machine import cpu_model
 
 from charforge.config import TrainConfig
 from charforge.data import Streams, split
@@ -414,6 +415,29 @@ def bench_quality(args, runs: Path, ids) -> None:
         final <= 1.55, note=f"charforge defaults: {cfg}; plain: {p['layers']}x{p['hidden']} lstm emb {p['emb']} "
                             f"b{p['batch']} s{p['seq']} Adam {p['lr']:g}", ratio=None)
     row("memory", "peak RSS of that training run (MB)", rss, None, "MB", note=f"wall {wall:.0f} s incl. start-up")
+    validation_rows(events, minutes)
+
+
+def validation_rows(events: list[dict], minutes: float) -> None:
+    """What validation cost that run: when the first came, the periodic ones' share, the final one."""
+    starts = {e["step"]: e for e in events if e["event"] == "validation_start"}
+    ends = [e for e in events if e["event"] == "validation" and e["step"] in starts]
+    steps = [e for e in events if e["event"] == "step"]
+    end = next((e for e in events if e["event"] == "end"), None)
+    if not (ends and steps and end):
+        return
+    first_step = steps[0]["time"] - steps[0]["elapsed"]  # the wall time training began at
+    periodic = sum(e["time"] - starts[e["step"]]["time"] for e in ends if not e.get("full"))
+    final = [e["time"] - starts[e["step"]]["time"] for e in ends if e.get("full")]
+    row("validation", "first validation and sample, after training began (s)", ends[0]["time"] - first_step,
+        None, "s", "<= 35 s", ends[0]["time"] - first_step <= 35)
+    row("validation", "periodic validations' share of the run's time", 100 * periodic / end["elapsed"], None, "%",
+        "<= 5%", periodic <= 0.05 * end["elapsed"], note=f"{sum(not e.get('full') for e in ends)} of them")
+    if final:
+        row("validation", "final validation over all the held-out text (s)", final[-1], None, "s",
+            note="counted in the budget and the ETA")
+    row("validation", "run's training time against its budget", end["elapsed"] / (minutes * 60), None, "x",
+        "<= 1.1x", end["elapsed"] <= 1.1 * minutes * 60)
 
 
 # -- corpus preparation, start-up, --help ---------------------------------------------------------
@@ -526,15 +550,7 @@ def bench_help() -> None:
 # -- the report -----------------------------------------------------------------------------------
 
 def machine(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {CORES} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; " \
+    text = f"{cpu_model()}, {CORES} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; " \
            f"Python {platform.python_version()}, torch {torch.__version__}"
     if torch.device(device).type == "cuda":
         text += f"; GPU {torch.cuda.get_device_name()} (cuDNN {torch.backends.cudnn.version()})"

@@ -50,10 +50,14 @@ class TrainConfig:
     minutes: float | None = None
     seed: int = 1337
     device: str = "auto"
-    threads: int = 0  # 0: chosen from the model size
-    # bookkeeping
+    threads: int = 0  # 0: adaptive, the count that is fastest now (charforge.threads); N pins it
+    # bookkeeping: validation and checkpoints every N steps or S seconds, or by the rule of
+    # charforge.cadence when neither is given; validation time counts against a --minutes budget
     log_every: int = 10
-    eval_every: int = 500  # validation time counts against a --minutes budget
+    eval_every: int | None = None
+    eval_seconds: float | None = None
+    checkpoint_every: int | None = None
+    checkpoint_seconds: float | None = None
     sample_length: int = 200
     keep_checkpoints: int = 0  # also keep this many step-numbered checkpoints
 
@@ -73,16 +77,26 @@ class TrainConfig:
             raise CharforgeError(f"unknown configuration field(s): {', '.join(map(str, unknown))}.")
         defaults = cls()
         for name, value in data.items():
-            _check_type(name, value, _BUDGETS.get(name) or type(getattr(defaults, name)))
+            _check_type(name, value, _NULLABLE.get(name) or type(getattr(defaults, name)))
         return cls(**data)
 
     def check(self) -> "TrainConfig":
         """Reject values no run could use, with a one-line reason."""
-        positive = ["hidden_size", "num_layers", "batch_size", "seq_len", "log_every", "eval_every"]
+        positive = ["hidden_size", "num_layers", "batch_size", "seq_len", "log_every", "eval_every",
+                    "checkpoint_every"]
         for name in positive:
             value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
+            if value is None and name in _NULLABLE:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise CharforgeError(f"--{name.replace('_', '-')} must be a positive integer, not {value!r}.")
+        for every, seconds in (("eval_every", "eval_seconds"), ("checkpoint_every", "checkpoint_seconds")):
+            value = getattr(self, seconds)
+            if value is not None and not 0 < value < math.inf:
+                raise CharforgeError(f"--{every.replace('_', '-')} must be a positive number of seconds, "
+                                     f"not {value!r}.")
+            if value is not None and getattr(self, every) is not None:
+                raise CharforgeError(f"--{every.replace('_', '-')} takes steps or seconds, not both.")
         for name in ("steps", "epochs", "minutes"):
             value = getattr(self, name)
             if value is not None and not 0 < value < math.inf:
@@ -114,11 +128,13 @@ class TrainConfig:
 
 
 _BUDGETS = {"steps": int, "epochs": float, "minutes": float}  # None (no limit) is allowed too
+_NULLABLE = {**_BUDGETS, "eval_every": int, "eval_seconds": float, "checkpoint_every": int,
+             "checkpoint_seconds": float}  # None: by the cadence rule
 
 
 def _check_type(name: str, value: Any, kind: type) -> None:
     """Reject a stored field of the wrong JSON type (a hand-edited or damaged configuration)."""
-    if value is None and name in _BUDGETS:
+    if value is None and name in _NULLABLE:
         return
     ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):

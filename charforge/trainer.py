@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from charforge.cadence import Cadence
 from charforge.config import ARCHITECTURE, TrainConfig
 from charforge.corpora import load_corpus
 from charforge.data import Streams, split
-from charforge.device import pick_device, training_threads
+from charforge.device import pick_device
 from charforge.errors import CharforgeError
 from charforge.model import build_model, detach_state
 from charforge.optim import Schedule, clip_gradients
@@ -37,11 +38,13 @@ from charforge.runs.header import checkpoint_step
 from charforge.runs.validation import first_nonfinite
 from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.settings import Request, Settings
+from charforge.threads import ThreadTuner
 
 # What a resumed run must keep: the model's shape and everything the data position depends on.
 RESUME_FIXED = ARCHITECTURE + ("optimizer", "optimizer_options", "batch_size", "seq_len", "corpus",
                                "encoding", "errors", "val_fraction")
 LN2 = math.log(2)
+VAL_SHARE = 0.03  # of the time between two validations that a periodic validation may take
 
 
 class TrainingDiverged(CharforgeError):
@@ -64,8 +67,7 @@ class Trainer:
             config.minutes = TrainConfig.DEFAULT_MINUTES
         self.config = config
         self.device = pick_device(config.device)
-        if self.device.type == "cpu":
-            torch.set_num_threads(config.threads or training_threads(config))
+        self.tuner = ThreadTuner.for_device(self.device, config.threads)
 
         corpus = load_corpus(config.corpus, self.registry, config.encoding, config.errors)
         self.vocab = corpus.vocab
@@ -91,24 +93,47 @@ class Trainer:
         self.last_metrics: dict = {}
         self.state = self.model.initial_state(config.batch_size, self.device)
         self._stop: str | None = None
+        self.phase, self.validation_fraction = "training", 0.0  # what the run does now, for progress displays
+        self._final = False  # the validation under way reads all the held-out text
+        self.val_windows: int | None = None  # the fixed sample of held-out windows periodic validation reads
+        self._window_seconds: float | None = None  # the last measured cost of one held-out window
+        budget = config.minutes * 60 if config.minutes else None
+        self.evals = Cadence(config.eval_every, config.eval_seconds, budget)
+        self.saves = Cadence(config.checkpoint_every, config.checkpoint_seconds, budget)
         if checkpoint is not None:
             self._restore(checkpoint)
             self.directory = Run.of(checkpoint.path, writer)
         elif writer:
             self.directory = Run.create(runs_root, name or f"{corpus.name}-{config.cell}", name is not None,
-                                  config.to_dict(), self.vocab.to_json())
+                                        config.to_dict(), self.vocab.to_json())
         else:
             self.directory = Run(Path(runs_root) / (name or f"{corpus.name}-{config.cell}"), writer=False)
         self.run_dir = self.directory.path
         self.metrics = self.directory.metrics_log()
+        self._elapsed0, self._progress0 = self.elapsed, self.progress()  # where this process begins
+        self._clock = (time.perf_counter(), self.elapsed)
 
     @classmethod
-    def resume(cls, target: str | Path, overrides: dict, pm=None) -> "Trainer":
-        """Continue a run from its latest checkpoint; ``overrides`` may change the budget, lr and such."""
+    def resume(cls, target: str | Path, overrides: dict, pm=None, more: bool = False) -> "Trainer":
+        """Continue a run from its latest checkpoint; ``overrides`` may change the budget, lr and such
+        (``more``: a budget given counts from where the run stands, not from its start)."""
         ckpt = load_checkpoint(target, which="latest")
         pm = pm if pm is not None else make_plugin_manager()
         require_plugins(ckpt, Registry(pm))
-        return cls(resumed_config(ckpt.config, overrides, Registry(pm)), pm=pm, checkpoint=ckpt)
+        trainer = cls(resumed_config(ckpt.config, overrides, Registry(pm)), pm=pm, checkpoint=ckpt)
+        if more:
+            trainer._count_budget_from_here({k: overrides[k] for k in ("steps", "epochs", "minutes")
+                                             if overrides.get(k) is not None})
+        return trainer
+
+    def _count_budget_from_here(self, given: dict) -> None:
+        """Turn the budgets ``given`` into the whole run's: that much more than what is spent."""
+        c, done = self.config, {"steps": self.step, "epochs": self.step / self.train_data.windows,
+                                "minutes": self.elapsed / 60}
+        for key, value in given.items():
+            setattr(c, key, type(value)(done[key] + value))
+        self.evals.budget_seconds = self.saves.budget_seconds = c.minutes * 60 if c.minutes else None
+        self._progress0 = self.progress()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -123,6 +148,38 @@ class Trainer:
         if c.minutes:
             parts.append(self.elapsed / (c.minutes * 60))
         return max(parts)
+
+    def final_validation_seconds(self) -> float:
+        """What validating all the held-out text at the end is expected to cost (0 before it was measured)."""
+        if self.val_data is None or self._window_seconds is None:
+            return 0.0
+        return self._window_seconds * self.val_data.windows
+
+    def eta(self) -> float | None:
+        """Seconds left, the final validation included; None until the run's rate is known."""
+        final = self.final_validation_seconds()
+        if self.phase == "validating" and self._final:
+            return (1 - self.validation_fraction) * final
+        spent, done = self.elapsed - self._elapsed0, self.progress() - self._progress0
+        if spent <= 0 or done <= 0:
+            return None
+        left = max(1 - self.progress(), 0) * spent / done
+        if self.config.minutes:
+            left = min(left, max(self.config.minutes * 60 - self.elapsed - final, 0))
+        return left + final
+
+    def _tick(self) -> float:
+        """Bring ``elapsed`` (training time, summed over resumes, validation included) up to now."""
+        now = time.perf_counter()
+        started, elapsed_before = self._clock
+        self.elapsed = elapsed_before + now - started
+        return now
+
+    def _out_of_budget(self) -> bool:
+        """The budget is spent, a minutes budget counting the final validation it must leave room for."""
+        c = self.config
+        return self.progress() >= 1 or bool(c.minutes and self.elapsed + self.final_validation_seconds()
+                                            >= c.minutes * 60)
 
     def request_stop(self, reason: str = "stopped by a plugin") -> None:
         self._stop = reason
@@ -146,7 +203,7 @@ class Trainer:
             raise
         finally:
             restore_signals()
-        self.metrics.write("end", reason=reason, **{"step": self.step, **self.last_metrics})
+        self.metrics.write("end", reason=reason, **{**self.last_metrics, "step": self.step, "elapsed": self.elapsed})
         hook.on_train_end(trainer=self, reason=reason, metrics=self.last_metrics)
         self.metrics.close()
         return self.last_metrics
@@ -156,13 +213,16 @@ class Trainer:
         data, vocab_size = self.train_data, len(self.vocab)
         model.train()
         started, elapsed_before = time.perf_counter(), self.elapsed
+        self._clock = (started, elapsed_before)
         loss_sum, norm_sum, logged_at, logged_time = 0.0, 0.0, self.step, started
         if self.progress() >= 1:
             return "budget already spent"
+        self.tuner.start()
         while self._stop is None:
             if self.window == data.windows:  # a new epoch starts every stream from its beginning
                 self.epoch, self.window = self.epoch + 1, 0
                 self.state = model.initial_state(c.batch_size, self.device)
+            step_started = time.perf_counter()
             x, y, t = data.window(self.window, model.uses_time)
             lr = c.lr * self.schedule.factor(self.step, self.progress())
             for group in self.optimizer.param_groups:
@@ -175,12 +235,13 @@ class Trainer:
             self.optimizer.step()
             self.state = detach_state(state)
             self.step, self.window = self.step + 1, self.window + 1
-            self.elapsed = elapsed_before + time.perf_counter() - started
+            now = self._tick()
+            self.tuner.record(data.chars_per_window, now - step_started)
             loss_sum, norm_sum = loss_sum + loss.detach(), norm_sum + norm.detach()
 
-            done = self.progress() >= 1
+            done = self._out_of_budget()
             if self.step % c.log_every == 0 or done or self._stop:
-                now, n = time.perf_counter(), self.step - logged_at
+                n = self.step - logged_at
                 mean = float(loss_sum) / n
                 if not math.isfinite(mean):
                     raise self._diverged(f"the training loss became {mean}")
@@ -190,20 +251,27 @@ class Trainer:
                     "loss": mean, "bpc": mean / LN2, "accuracy": accuracy, "lr": lr,
                     "grad_norm": float(norm_sum) / n,
                     "chars_per_s": n * data.chars_per_window / max(now - logged_time, 1e-9),
-                    "elapsed": self.elapsed, "progress": min(self.progress(), 1.0)}
+                    "elapsed": self.elapsed, "progress": min(self.progress(), 1.0),
+                    "threads": self.tuner.threads, "eta": self.eta()}
                 self.metrics.write("step", **self.last_metrics)
                 hook.on_step_end(trainer=self, step=self.step, metrics=self.last_metrics)
-                loss_sum, norm_sum, logged_at, logged_time = 0.0, 0.0, self.step, now
-            if self.step % c.eval_every == 0 or done or self._stop:
-                self.validate_and_save()
+                loss_sum, norm_sum, logged_at, logged_time = 0.0, 0.0, self.step, time.perf_counter()
+            at = (self.step, self.elapsed, self.progress(), elapsed_before)
+            if done or self._stop or self.evals.due(*at):
+                self.validate_and_save(final=done or self._stop is not None)
                 model.train()
+            elif self.saves.due(*at):
+                self.save("latest")
+                self.saves.done(self.elapsed)
             if done and self._stop is None:
                 self._stop = "budget spent"
         return self._stop
 
     # -- validation and checkpoints -----------------------------------------------------------
 
-    def validate_and_save(self) -> None:
+    def validate_and_save(self, final: bool = False) -> None:
+        """Validate (on the fixed sample of held-out windows, or on all of them when ``final``), sample,
+        and save the latest checkpoint (and the best, when the sample's loss improved)."""
         bad = first_nonfinite(self.model.named_parameters())
         if bad is not None:
             raise self._diverged(f"the weight {bad} became NaN or infinite")
@@ -212,18 +280,23 @@ class Trainer:
             return
         metrics = {"step": self.step}
         if self.val_data is not None:
-            metrics.update(evaluate(self.model, self.val_data, len(self.vocab), self.device))
+            metrics.update(self._validate(final))
             if not math.isfinite(metrics["val_loss"]):
                 raise self._diverged(f"the validation loss became {metrics['val_loss']}")
         request = Request("", Settings(length=self.config.sample_length, temperature=0.8))
-        engine = BatchGenerator(self.model, self.vocab, self.device, precision="float32")
+        engine = BatchGenerator(self.model, self.vocab, self.device, precision="float32",
+                                threads=self.tuner.threads)  # a short sample: no tuning of its own
         sample = next(engine.run([request], seed=self.step)).text
-        # without held-out text the newest model counts as the best; best_val stays unknown (inf)
-        improved = "val_loss" not in metrics or metrics["val_loss"] < self.best_val
-        if "val_loss" in metrics and improved:
-            self.best_val = metrics["val_loss"]
+        self._tick()  # the checkpoint's clock counts the validation
+        # The best is judged on the fixed sample, the one figure every validation of the run measures;
+        # without held-out text the newest model counts as the best, and best_val stays unknown (inf).
+        judged = metrics.pop("sample_loss", metrics.get("val_loss"))
+        improved = judged is None or judged < self.best_val
+        if judged is not None and improved:
+            self.best_val = judged
+        full = metrics.pop("full", None)  # of the event alone: a checkpoint's metrics are numbers
         self.last_metrics.update(metrics)
-        self.metrics.write("validation", sample=sample, **metrics)
+        self.metrics.write("validation", sample=sample, **metrics, **({} if full is None else {"full": full}))
         self.pm.hook.on_validation_end(trainer=self, step=self.step, metrics=metrics, sample=sample)
         self.save("latest")
         if improved:
@@ -231,6 +304,38 @@ class Trainer:
         if self.config.keep_checkpoints:
             self.save(step_kind(self.step))
             self.directory.prune(self.config.keep_checkpoints)
+        self.evals.done(self.elapsed)
+        self.saves.done(self.elapsed)
+
+    def _validate(self, full: bool) -> dict:
+        """Validation metrics: the fixed sample's when periodic, all the held-out text's when ``full``
+        (with the sample's loss as ``sample_loss``, to judge the best on)."""
+        data = self.val_data
+        if self.val_windows is None:  # the first periodic validation fixes the sample, by time
+            allowance = VAL_SHARE * self.evals.interval(self.elapsed, self.progress())
+            windows, budget = data.windows, max(allowance, 0.25)
+        else:
+            windows, budget = (data.windows if full else self.val_windows), None
+        self.phase, self.validation_fraction, self._final = "validating", 0.0, full
+        self.metrics.write("validation_start", step=self.step, full=full, windows=windows)
+        started = time.perf_counter()
+
+        def progress(done: int) -> bool:
+            self.validation_fraction = done / windows
+            return budget is not None and not full and time.perf_counter() - started >= budget
+
+        try:
+            metrics, sample_loss, read = evaluate(self.model, data, len(self.vocab), self.device, windows,
+                                                  self.val_windows, progress)
+        finally:
+            self.phase, self.validation_fraction, self._final = "training", 0.0, False
+        self._window_seconds = (time.perf_counter() - started) / read
+        if self.val_windows is None:
+            self.val_windows = read
+        metrics["full"] = read == data.windows
+        if full and sample_loss is not None:
+            metrics["sample_loss"] = sample_loss
+        return metrics
 
     def save(self, kind: str) -> Path:
         """Write checkpoint ``kind`` atomically; refuses (TrainingDiverged) to store NaN or inf. A process
@@ -248,7 +353,7 @@ class Trainer:
         meta = {"config": self.config.to_dict(), "tokenizer": self.vocab.to_json(), **self.provenance, **layout,
                 "step": self.step, "epoch": self.epoch, "window": self.window, "elapsed": self.elapsed,
                 "best_val": self.best_val if math.isfinite(self.best_val) else None,
-                "metrics": self.last_metrics, "plugin_state": plugin_state}
+                "val_windows": self.val_windows, "metrics": self.last_metrics, "plugin_state": plugin_state}
         save_checkpoint(path, tensors, meta)
         self.metrics.write("checkpoint", step=self.step, kind=kind, path=str(path))
         return path
@@ -265,6 +370,7 @@ class Trainer:
                                  f"resume needs the same text.")
         self.elapsed = meta.get("elapsed", 0.0)
         self.best_val = meta["best_val"] if meta.get("best_val") is not None else math.inf
+        self.val_windows = meta.get("val_windows")
         self.last_metrics = meta.get("metrics", {})
         self.pm.hook.on_checkpoint_load(trainer=self, plugin_state=meta.get("plugin_state", {}))
 
@@ -290,19 +396,33 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module, registry: Regis
 
 
 @torch.no_grad()
-def evaluate(model, data: Streams, vocab_size: int, device: torch.device) -> dict:
-    """Mean loss and accuracy of ``model`` over all of ``data``, with state carried across windows."""
+def evaluate(model, data: Streams, vocab_size: int, device: torch.device, windows: int | None = None,
+             sample: int | None = None, progress=None) -> tuple[dict, float | None, int]:
+    """(metrics, the loss of the first ``sample`` windows, windows read) of ``model`` over the first
+    ``windows`` windows of ``data`` (all by default), with state carried across them.
+
+    ``progress(windows done)`` is called after each window; when it returns True, evaluation
+    stops there (a periodic validation that has used its time).
+    """
+    windows = data.windows if windows is None else windows
     model.eval()
     state = model.initial_state(data.batch, device)
     total, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-    for i in range(data.windows):
+    sample_total, read = None, 0
+    for i in range(windows):
         x, y, t = data.window(i, model.uses_time)
         logits, state = model(x, state, t)
         total += F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1), reduction="sum")
         correct += (logits.argmax(-1) == y).sum()
-    count = data.windows * data.chars_per_window
+        read = i + 1
+        if read == sample:
+            sample_total = float(total)
+        if progress is not None and progress(read):
+            break
+    count = read * data.chars_per_window
     loss = float(total) / count
-    return {"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}
+    sample_loss = None if sample_total is None else sample_total / (sample * data.chars_per_window)
+    return ({"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}, sample_loss, read)
 
 
 def resumed_config(config: TrainConfig, overrides: dict, registry: Registry) -> TrainConfig:

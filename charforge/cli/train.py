@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import click
 
 from charforge.cli.common import pairs
@@ -14,14 +16,49 @@ def _option(flag, field=None, type=None, help="", **kw):
     """A train option whose default shows TrainConfig's; unset options stay None (so resume can tell)."""
     field = field or flag.lstrip("-").split("/")[0].replace("-", "_")
     default = getattr(_DEFAULTS, field)
-    shown = f" [default: {default}]" if default is not None and not kw.get("is_flag") else ""
+    shown = f" [default: {default}]" if default is not None and "/" not in flag else ""
     return click.option(flag, field, type=type, default=None, help=help + shown, **kw)
+
+
+class Every(NamedTuple):
+    """An interval given as steps (``500``) or as time (``90s``, ``2m``); printed back as it was given."""
+
+    steps: int | None
+    seconds: float | None
+
+    def __str__(self) -> str:
+        return str(self.steps) if self.steps is not None else f"{self.seconds:g}s"
+
+
+class EveryType(click.ParamType):
+    name = "N|TIME"
+    _UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Every):
+            return value
+        text = str(value).strip().lower()
+        unit = next((u for u in sorted(self._UNITS, key=len, reverse=True) if text.endswith(u)), None)
+        try:
+            if unit is None:
+                return Every(int(text), None)
+            return Every(None, float(text[:-len(unit)]) * self._UNITS[unit])
+        except ValueError:
+            self.fail(f"{value!r} is neither a number of steps (500) nor a time (90s, 2m).", param, ctx)
+
+
+def _every(flag: str, what: str):
+    field = flag.lstrip("-").replace("-", "_")
+    return click.option(flag, field, type=EveryType(), default=None,
+                        help=f"{what} every N steps or every so many seconds (90s, 2m). [default: within 30 s "
+                             f"of the first step, then every tenth of the budget, 30 s to 5 min apart]")
 
 
 TRAIN_OPTIONS = [
     _option("--cell", help="Recurrent cell (see `charforge cells`)."),
     click.option("-c", "--cell-option", "cell_options", nargs=2, multiple=True, callback=pairs,
-                 metavar="KEY VALUE", help="A cell option, e.g. -c init orthogonal (repeatable)."),
+                 metavar="KEY VALUE", help="A cell option, e.g. -c forget_bias 2, or with --cell rnn "
+                                           "-c init orthogonal (repeatable; `charforge cells` lists them)."),
     _option("--hidden-size", type=int, help="Units per layer."),
     _option("--layers", "num_layers", type=int, help="Stacked recurrent layers."),
     _option("--dropout", type=float, help="Dropout after each layer."),
@@ -40,18 +77,21 @@ TRAIN_OPTIONS = [
     _option("--clip-value", type=float, help="The clipping threshold."),
     _option("--batch-size", type=int, help="Parallel streams per step."),
     _option("--seq-len", type=int, help="Characters per truncated-BPTT window."),
-    _option("--steps", type=int, help="Budget: optimizer steps in all."),
+    _option("--steps", type=int, help="Budget: optimizer steps in all (with --resume: the whole run's, "
+                                      "unless --more)."),
     _option("--epochs", type=float, help="Budget: passes over the training text."),
-    _option("--minutes", type=float, help=f"Budget: wall-clock minutes ({TrainConfig.DEFAULT_MINUTES:g} "
-                                          f"when no budget is given)."),
+    _option("--minutes", type=float, help=f"Budget: minutes of training, the final validation included "
+                                          f"({TrainConfig.DEFAULT_MINUTES:g} when no budget is given)."),
     _option("--seed", type=int, help="Random seed."),
     _option("--device", help="auto, cpu, cuda or mps."),
-    _option("--threads", type=int, help="CPU threads; 0 picks from the model size."),
+    _option("--threads", type=int, help="CPU threads: 0 measures and keeps the fastest count as the machine's "
+                                        "load changes; N pins N."),
     _option("--val-fraction", type=float, help="Held-out fraction at the end of the text."),
     _option("--encoding", help="Text encoding of the corpus files."),
     _option("--errors", type=click.Choice(["strict", "replace", "ignore"]), help="Undecodable bytes."),
     _option("--log-every", type=int, help="Steps between logged metrics."),
-    _option("--eval-every", type=int, help="Steps between validations (and checkpoints)."),
+    _every("--eval-every", "Validate, sample and checkpoint"),
+    _every("--checkpoint-every", "Also checkpoint (the latest) between validations"),
     _option("--sample-length", type=int, help="Characters sampled at each validation."),
     _option("--keep", "keep_checkpoints", type=int, help="Also keep the last K step-numbered checkpoints."),
 ]
@@ -68,11 +108,15 @@ def _train_options(fn):
 @_train_options
 @click.option("--name", help="Run name: the run lives in RUNS_DIR/NAME. [default: CORPUS-CELL]")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run directories go.")
-@click.option("--resume", metavar="RUN_OR_CHECKPOINT", help="Continue a run from its latest checkpoint.")
+@click.option("--resume", metavar="RUN_OR_CHECKPOINT",
+              help="Continue a run from its latest checkpoint; --steps, --epochs and --minutes then count the "
+                   "whole run, from its start, unless --more.")
+@click.option("--more", is_flag=True, help="With --resume: the budget given is more, counted from where the run "
+                                           "stands (--minutes 5 --more: five more minutes).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output (blocks the console plugin).")
 @click.option("--tui", is_flag=True, help="Watch it in the terminal UI: p pause, s stop and save, n sample now.")
 @click.pass_context
-def train(ctx, corpus, name, runs_dir, resume, quiet, tui, **options):
+def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
     """Train a model on CORPUS: a text file, a folder, a glob, or a named corpus (`charforge corpora`)."""
     if tui:
         from charforge.tui import commands
@@ -81,12 +125,20 @@ def train(ctx, corpus, name, runs_dir, resume, quiet, tui, **options):
     from charforge.plugins import make_plugin_manager
     from charforge.trainer import Trainer
 
-    overrides = {k: v for k, v in options.items() if v is not None}
+    overrides = {}
+    for key, value in options.items():
+        if isinstance(value, Every):  # --eval-every 500 or 90s: the steps field or the seconds one
+            key, value = (key, value.steps) if value.steps is not None else (key.replace("every", "seconds"),
+                                                                              value.seconds)
+        if value is not None:
+            overrides[key] = value
     pm = make_plugin_manager(block=["console"] if quiet else ())
+    if more and not resume:
+        raise click.UsageError("--more adds to the budget of a run you --resume.")
     if resume:
         if corpus is not None:
             overrides["corpus"] = corpus
-        trainer = Trainer.resume(resume, overrides, pm=pm)
+        trainer = Trainer.resume(resume, overrides, pm=pm, more=more)
     else:
         if corpus is None:
             raise click.UsageError("give a CORPUS to train on, or --resume a run.")

@@ -24,6 +24,7 @@ _REQUIRED = {"format": int, "charforge_version": str, "config": dict, "tokenizer
 _NUMBER = (int, float)
 # Written by the trainer; checked when present (a checkpoint for sampling needs only the above).
 _OPTIONAL = {"epoch": int, "window": int, "elapsed": _NUMBER, "best_val": (*_NUMBER, type(None)),
+             "val_windows": (int, type(None)),
              "metrics": dict, "plugin_state": dict, "optimizer_groups": list, "optimizer_scalars": dict}
 
 
@@ -75,6 +76,8 @@ def validate(path: Path, meta: Any, tensors: dict[str, torch.Tensor], names: Ite
                 fail(f"checkpoint metadata field {key!r} is {state}, not {_kind_name(kind)}.")
     if version < 1:
         fail(f"unknown checkpoint format {version}.")
+    if meta.get("val_windows") is not None and meta["val_windows"] < 1:
+        fail(f"checkpoint metadata field 'val_windows' is not positive ({meta['val_windows']}).")
     for key in ("step", "epoch", "window"):
         if meta.get(key, 0) < 0:
             fail(f"checkpoint metadata field {key!r} is negative ({meta[key]}).")
