@@ -1,10 +1,20 @@
-"""Short, fixed-width renderings of numbers for the figures panel and labels."""
+"""Figures as people read them: clocks, rates, losses, budgets; for the console, generation's progress
+and the terminal UI alike.
+
+Each takes whatever a run's event held: anything but a finite number is shown as a dash.
+"""
 
 from __future__ import annotations
 
+import math
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
 
 def clock(seconds: float | None) -> str:
-    if seconds is None:
+    if not finite(seconds):
         return "--:--"
     seconds = int(max(seconds, 0))
     h, rest = divmod(seconds, 3600)
@@ -13,7 +23,7 @@ def clock(seconds: float | None) -> str:
 
 def si(value: float | None) -> str:
     """12.3k, 4.56M: a rate in three significant figures."""
-    if value is None:
+    if not finite(value):
         return "-"
     for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= limit:
@@ -22,4 +32,13 @@ def si(value: float | None) -> str:
 
 
 def number(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return f"{value:.{digits}f}" if finite(value) else "-"
+
+
+def percent(value: float | None) -> str:
+    return f"{value:.1%}" if finite(value) else "-"
+
+
+def amount(value: float, unit: str) -> str:
+    """``1 minute``, ``2 minutes``, ``0.5 minutes``: a budget as it is said."""
+    return f"{value:g} {unit}" + ("" if value == 1 else "s")

@@ -10,7 +10,6 @@ from charforge.tui.app import CharforgeApp
 from tui_fakes import FakeModels
 from charforge.tui.screens.sample import SampleScreen
 from charforge.sampling.settings import Settings
-from charforge.tui import settings as knobs
 from charforge.tui.widgets.sample_card import SampleCard
 
 SIZE = (110, 30)
@@ -137,6 +136,9 @@ def test_save_and_copy_the_latest_sample(tmp_path):
             assert (tmp_path / "sample-001.txt").read_text() == text
             index = json.loads((tmp_path / "samples.jsonl").read_text())
             assert index["file"] == "sample-001.txt" and "seed 1" in index["label"]
+            assert {k: index[k] for k in ("temperature", "top_k", "top_p", "length", "seed", "checkpoint")} == {
+                "temperature": 1.0, "top_k": 0, "top_p": 1.0, "length": 40, "seed": 1, "checkpoint": "best"}
+            assert index["prompt"] == "x" and index["stopped"] is False
             assert app.clipboard == text
 
     asyncio.run(go())
@@ -153,5 +155,28 @@ def test_picking_another_checkpoint_loads_it(tmp_path):
             await finished(pilot)
             assert models.loaded == ["best", "latest"]
             assert app.screen.sub_title == "latest · step 500"
+
+    asyncio.run(go())
+
+
+def test_at_80_by_24_every_label_keeps_its_seed(tmp_path):
+    models = FakeModels(tmp_path, choices=("step-00012000", "best"))
+
+    async def go():
+        app = make_app(models, settings=Settings(temperature=0.8, top_k=40, top_p=0.9, length=30), seed=2147483647)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await loaded(pilot)
+            await pilot.press("a", "enter")
+            await finished(pilot)
+            card = cards(app)[0]
+            title = str(card.border_title)
+            # the longest form that fits the border, else the one that starts with the seed
+            assert "seed 2147483647" in title
+            assert len(title) <= card.size.width - 4 or title.startswith("seed 2147483647")
+            assert "seed 2147483647" in card.label and "top-k 40" in card.label  # the full label, saved
+            await pilot.press("ctrl+s")
+            index = json.loads((tmp_path / "samples.jsonl").read_text())
+            assert index["label"] == card.label and index["seed"] == 2147483647
+            assert index["checkpoint"] == "step-00012000" and index["top_k"] == 40
 
     asyncio.run(go())

@@ -9,7 +9,6 @@ from tui_fakes import FakeModels, ScriptedSource, scripted_run
 from charforge.tui.screens.sample import SampleScreen
 from charforge.tui.screens.train import TrainScreen
 from charforge.sampling.settings import Settings
-from charforge.tui import settings as knobs
 
 
 async def _settle(pilot):

@@ -2,10 +2,11 @@
 
 import asyncio
 import json
+import time
 
 from charforge.tui.app import CharforgeApp
 from tui_fakes import ScriptedSource, scripted_run, step_event
-from charforge.tui.screens.train import TrainScreen
+from charforge.tui.screens.train import NO_CHECKPOINT, TrainScreen
 from charforge.tui.sources.tail import AttachedRun
 from charforge.tui.widgets.figures import Figures
 from charforge.tui.widgets.loss_plot import LossPlot
@@ -210,5 +211,121 @@ def test_detach_leaves_the_run_training():
             await pilot.press("d")
         assert source.calls[-2:] == ["detach", "close"] and "stop" not in source.calls
         assert app.return_value == "training goes on in the background. Follow it: charforge watch runs/fake"
+
+    asyncio.run(go())
+
+
+def progress_text(app) -> str:
+    return str(app.screen.query_one("#eta").render())
+
+
+def test_the_clock_ticks_between_events_and_stands_still_once_ended():
+    now = time.time()
+    source = ScriptedSource([
+        {"event": "start", "step": 0, "time": now - 3, "config": {"steps": 1000}},
+        {**step_event(10), "elapsed": 40.0, "eta": 600.0, "time": now - 2}])
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            first = progress_text(app)
+            assert "elapsed 0:4" in first and "ETA 9:5" in first
+            await pilot.pause(2.2)  # no event meanwhile: the clock and the ETA move on alone
+            later = progress_text(app)
+            assert later != first and "elapsed 0:4" in later and "ETA 9:5" in later
+            source.push({"event": "end", "reason": "interrupted", "step": 10, "time": time.time()})
+            await settle(pilot)
+            ended = progress_text(app)
+            await pilot.pause(1.2)
+            assert progress_text(app) == ended and "elapsed 0:4" in ended  # as at the end event
+
+    asyncio.run(go())
+
+
+def test_validating_shows_between_its_start_and_its_result():
+    source = ScriptedSource(scripted_run(100))
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            assert "validating" not in progress_text(app)
+            source.push({"event": "validation_start", "step": 100, "full": True, "windows": 12})
+            await settle(pilot)
+            assert "validating (all held-out text)" in progress_text(app)
+            source.push({"event": "validation", "step": 100, "val_loss": 1.1, "full": True, "sample": "x"})
+            await settle(pilot)
+            assert "validating" not in progress_text(app)
+
+    asyncio.run(go())
+
+
+def test_unknown_or_damaged_events_never_break_the_screen():
+    source = ScriptedSource(scripted_run(50))
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            source.push({"event": "from the future", "step": 60}, {"event": "step", "step": 60, "loss": "?"},
+                        {"event": "step", "step": 60, "loss": 1.0, "accuracy": "most", "chars_per_s": "fast",
+                         "elapsed": "long", "progress": None},
+                        {"event": "validation", "val_loss": [], "sample": None},
+                        {"event": "checkpoint", "kind": "latest", "step": "?"},
+                        {"event": "start", "config": "none", "step": 50}, {"unnamed": True})
+            await settle(pilot)
+            assert app.is_running and app.screen.state == "running" and app.screen.history.step == 60
+            source.push(step_event(70))
+            await settle(pilot)
+            assert "70" in figures_text(app)
+
+    asyncio.run(go())
+
+
+def test_at_80_by_24_the_figures_keep_best_and_saved():
+    source = ScriptedSource(scripted_run(300))
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            text = figures_text(app)
+            assert "best val" in text and "saved" in text and "latest @ 300" in text
+            assert "step" in text and "loss" in text
+
+    asyncio.run(go())
+
+
+def test_sample_keys_before_a_checkpoint_say_why_they_wait():
+    source = ScriptedSource(scripted_run(20, eval_every=100), run_dir=None)
+    asked, opened = [], []
+
+    async def go():
+        app = make_app(source, sample_now=lambda run: asked.append(run) or ("t", "x"),
+                       open_sampler=lambda run: opened.append(run))
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await settle(pilot)
+            assert app.screen.check_action("sample_now", ()) is None  # shown, dimmed
+            await pilot.press("n")
+            await pilot.press("i")
+            await settle(pilot)
+            messages = [n.message for n in app._notifications]
+            assert messages.count(NO_CHECKPOINT) == 2 and not asked and not opened
+            assert "no checkpoint yet" in NO_CHECKPOINT and "30 s" in NO_CHECKPOINT
+
+    asyncio.run(go())
+
+
+def test_the_loss_plot_labels_whole_steps_only():
+    source = ScriptedSource([scripted_run(0)[0], step_event(1), step_event(2), step_event(3)])
+
+    async def go():
+        app = make_app(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, 0.3)
+            plot = app.screen.query_one(LossPlot)
+            axis = [line for line in plot.text.splitlines() if line.strip().startswith("1")][-1]
+            assert axis.split() == ["1", "2", "3"], plot.text
 
     asyncio.run(go())

@@ -12,6 +12,9 @@ from charforge.tui.history import RunHistory, downsample
 from charforge.sampling.settings import Settings
 from charforge.tui import settings as knobs
 from charforge.tui.sources.tail import AttachedRun, MetricsTail
+from charforge.tui.widgets.figures import fitting, rows
+from charforge.tui.widgets.loss_plot import integer_ticks
+from charforge.tui.widgets.run_progress import budget
 from tui_fakes import scripted_run
 
 
@@ -64,6 +67,74 @@ def test_history_follows_a_run():
     # Resumed from an earlier checkpoint: the steps it redoes are dropped, not drawn twice.
     h.add({"event": "start", "step": 200, "config": {}})
     assert h.train[-1][0] == 200 and h.ended is None
+
+
+def test_history_clock_moves_on_with_the_wall_clock_and_stands_still_otherwise():
+    h = RunHistory()
+    h.add({"event": "start", "step": 0, "time": 1000.0, "config": {"minutes": 1}})
+    assert h.elapsed(now=1007.0) == pytest.approx(7.0)  # ticking before the first step arrives
+    h.add({"event": "step", "step": 10, "loss": 2.0, "elapsed": 20.0, "progress": 0.25, "eta": 60.0,
+           "time": 1021.0})
+    assert h.elapsed() == 20.0 and h.eta() == 60.0  # no wall clock: the figures as written
+    assert h.elapsed(now=1031.0) == pytest.approx(30.0) and h.eta(now=1031.0) == pytest.approx(50.0)
+    assert h.eta(now=2000.0) == 0.0
+    h.add({"event": "step", "step": 20, "loss": 1.9, "elapsed": 40.0, "progress": 0.5, "time": 1041.0})
+    assert h.eta(now=1041.0) == pytest.approx(40.0)  # no estimate written: from the progress
+    # A resumed process starts its clock from what the run had spent, not from the last step.
+    h.add({"event": "start", "step": 20, "time": 5000.0, "config": {}})
+    assert h.elapsed(now=5003.0) == pytest.approx(43.0)
+
+
+def test_history_says_validating_and_ignores_what_it_cannot_read():
+    h = RunHistory()
+    for event in scripted_run(100):
+        h.add(event)
+    h.add({"event": "validation_start", "step": 100, "full": True, "windows": 40, "time": 50.0})
+    assert h.validating["full"] is True
+    h.add({"event": "validation", "step": 100, "val_loss": 1.2, "full": True, "sample": "ok"})
+    assert h.validating is None and h.samples[-1].title == "step 100 · validation 1.2000 nats/char"
+    before = (list(h.train), h.step, h.best_val)
+    for odd in ({"event": "mystery", "step": 5}, {"event": "step", "step": 110, "loss": "high"},
+                {"event": "step", "loss": 1.0}, {"no": "event"}, {"event": None},
+                {"event": "validation", "val_loss": "low", "sample": 3}, {"event": "start", "step": "x"}):
+        h.add(odd)
+    assert (h.train, h.step, h.best_val) == before and h.ignored >= 4
+    h.add({"event": "end", "reason": 7})
+    assert h.ended == "7"
+
+
+def test_budget_is_said_in_the_singular_and_the_plural():
+    assert budget({"steps": 1, "minutes": 2}) == "budget 1 step or 2 minutes"
+    assert budget({"epochs": 1.5, "minutes": 1}) == "budget 1.5 epochs or 1 minute"
+    assert budget({"steps": "lots"}) == ""
+
+
+def test_step_ticks_are_whole_numbers():
+    assert integer_ticks(1, 3, 8) == [1, 2, 3]  # where evenly spread ticks would fall on 1.5 and 2.5
+    assert integer_ticks(10, 10, 5) == [10]
+    ticks = integer_ticks(10, 1000, 6)
+    assert ticks == [200, 400, 600, 800, 1000] and all(isinstance(t, int) for t in ticks)
+    assert integer_ticks(0, 7, 3) == [0, 5]
+
+
+def test_short_figures_keep_the_step_losses_best_and_saved_rows():
+    h = RunHistory()
+    for event in scripted_run(300):
+        h.add(event)
+    shown = [name for name, _ in fitting(rows(h), 8)]
+    assert len(shown) == 8 and {"step", "loss", "val loss", "best val", "saved"} <= set(shown)
+    assert shown.index("step") < shown.index("loss") < shown.index("best val") < shown.index("saved")
+    assert len(fitting(rows(h), 100)) == len(rows(h))
+    assert dict(fitting(rows(RunHistory()), 20))["saved"] == "-"
+
+
+def test_sample_labels_shrink_but_keep_the_seed():
+    s = Settings(temperature=0.8, top_k=40, top_p=0.9, length=300)
+    titles = knobs.titles("step-00012000 · step 12000", s, 2147483647)
+    assert titles[0] == "step-00012000 · step 12000 · T 0.8 · top-k 40 · top-p 0.90 · 300 chars · seed 2147483647"
+    assert len(titles[0]) > len(titles[1])
+    assert all("seed 2147483647" in t for t in titles) and titles[-1].startswith("seed 2147483647 · T 0.8")
+    assert knobs.record(s, 7) == {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "length": 300, "seed": 7}
 
 
 def test_tail_reads_only_complete_lines_and_survives_replacement(tmp_path):

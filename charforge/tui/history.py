@@ -44,59 +44,118 @@ class RunHistory:
     best_val: float | None = None
     ended: str | None = None  # the reason of the last "end" event, None while running
     error: str | None = None
+    validating: dict | None = None  # the "validation_start" event of a validation under way
+    last_time: float | None = None  # the wall-clock time of the newest event that has one
     events: int = 0
+    ignored: int = 0  # events of a kind this version does not know, or too damaged to read
     version: int = 0  # bumped by every event that changes the plot
+    _clock: tuple[float, float] | None = None  # (elapsed, wall-clock time) of the newest anchor
+    _eta: tuple[float, float] | None = None  # (seconds left, wall-clock time) of the last estimate
 
     def add(self, event: dict) -> None:
+        """Take the next event; one this version cannot read is counted in ``ignored``, never raised."""
         self.events += 1
+        try:
+            known = self._add(event)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            known = False
+        if not known:
+            self.ignored += 1
+            return
+        at = event.get("time")
+        if _finite(at):
+            self.last_time = max(self.last_time or at, at)
+
+    def _add(self, event: dict) -> bool:
         kind = event.get("event")
         if kind == "start":
-            self.start, self.ended, self.error = event, None, None
             step = event.get("step", 0)
+            if not _finite(step):
+                return False
+            self.start, self.ended, self.error, self.validating = event, None, None, None
             # A run resumed from an earlier checkpoint than we have seen: drop the steps it redoes.
             if self.train and self.train[-1][0] > step:
                 self.train = [p for p in self.train if p[0] <= step]
                 self.val = [p for p in self.val if p[0] <= step]
                 self.version += 1
-        elif kind == "step" and _finite(event.get("loss")):
+            # The clock starts again from what the run had spent, not from the time since the last
+            # step of the process before (a pause spends nothing).
+            spent = 0.0 if not step else self.latest.get("elapsed")
+            self._clock = (spent, event["time"]) if _finite(spent) and _finite(event.get("time")) else None
+            self._eta = None
+        elif kind == "step":
+            if not (_finite(event.get("loss")) and _finite(event.get("step"))):
+                return False
             self.train.append((event["step"], event["loss"]))
             self.latest = {**self.latest, **event}
             self.version += 1
+            at = event.get("time")
+            if _finite(event.get("elapsed")) and _finite(at):
+                self._clock = (event["elapsed"], at)
+                eta = event["eta"] if _finite(event.get("eta")) else self._extrapolated()
+                self._eta = (eta, at) if eta is not None else None
+        elif kind == "validation_start":
+            self.validating = event
         elif kind == "validation":
-            if _finite(event.get("val_loss")):
-                self.val.append((event["step"], event["val_loss"]))
-                self.best_val = min(self.best_val or math.inf, event["val_loss"])
+            self.validating = None
+            step = event.get("step", self.step)
+            val = event.get("val_loss")
+            if _finite(val):
+                self.val.append((step, val))
+                self.best_val = min(self.best_val or math.inf, val)
                 self.version += 1
-            self.latest = {**self.latest, **{k: v for k, v in event.items() if k.startswith("val_")}}
-            if event.get("sample") is not None:
-                val = f" · validation {event['val_loss']:.4f} nats/char" if "val_loss" in event else ""
-                self.samples.append(Sample(event["step"], event["sample"], f"step {event['step']}{val}"))
+            self.latest = {**self.latest, **{k: v for k, v in event.items() if k.startswith("val_") and _finite(v)}}
+            if isinstance(event.get("sample"), str):
+                shown = f" · validation {val:.4f} nats/char" if _finite(val) else ""
+                self.samples.append(Sample(step, event["sample"], f"step {step}{shown}"))
         elif kind == "checkpoint":
             self.last_checkpoint = event
         elif kind == "end":
-            self.ended = event.get("reason", "ended")
+            self.ended, self.validating = str(event.get("reason", "ended")), None
             self.latest = {**self.latest, **{k: v for k, v in event.items() if k not in ("event", "time", "reason")}}
         elif kind == "error":
-            self.error = event.get("message", "failed")
+            self.error, self.validating = str(event.get("message", "failed")), None
+        else:
+            return False
+        return True
 
     # -- what the screen shows ---------------------------------------------------------------
 
     @property
     def config(self) -> dict:
-        return self.start.get("config", {})
+        config = self.start.get("config")
+        return config if isinstance(config, dict) else {}
 
     @property
     def step(self) -> int:
-        return int(self.latest.get("step", self.start.get("step", 0)))
+        step = self.latest.get("step", self.start.get("step", 0))
+        return int(step) if _finite(step) else 0
 
     @property
     def progress(self) -> float:
-        return float(self.latest.get("progress", 0.0))
+        progress = self.latest.get("progress")
+        return float(progress) if _finite(progress) else 0.0
 
-    def eta(self) -> float | None:
-        """Seconds of training left against the budget, from the run's own clock."""
+    def elapsed(self, now: float | None = None) -> float | None:
+        """Seconds of training; with ``now`` (the wall clock, for a run still going) it moves on
+        from the last step's figure by the time passed since that step was written."""
+        if now is not None and self._clock is not None:
+            spent, at = self._clock
+            return spent + max(now - at, 0.0)
+        value = self.latest.get("elapsed")
+        return value if _finite(value) else None
+
+    def eta(self, now: float | None = None) -> float | None:
+        """Seconds left: the run's own estimate (or one from its progress), counted down from when
+        it was made when ``now`` is given."""
+        if self._eta is None:
+            return self._extrapolated()
+        left, at = self._eta
+        return max(left - (max(now - at, 0.0) if now is not None else 0.0), 0.0)
+
+    def _extrapolated(self) -> float | None:
         p, elapsed = self.progress, self.latest.get("elapsed")
-        if elapsed is None or p <= 0:
+        if not _finite(elapsed) or p <= 0:
             return None
         return max(elapsed * (1 - p) / p, 0.0)
 

@@ -24,6 +24,7 @@ class LoadedModel:
     name: str  # what labels its samples, e.g. "best · step 1200"
     engine: object  # a charforge.sampling.engine.BatchGenerator, which drops unknown prompt characters
     vocab_size: int
+    step: int | None = None  # the training step the checkpoint was saved at
 
     def stream(self, prompt: str, settings: Settings, seed: int) -> Iterator[str]:
         """The characters of the sample ``charforge sample`` and ``generate`` give for this seed."""
@@ -67,7 +68,8 @@ class CheckpointModels:
 
         path = self.target if self.target.is_file() else self.folder / f"{choice}.safetensors"
         engine = load_engine(path, device=self.device, precision=self.precision, drop_unknown=True)
-        return LoadedModel(f"{choice} · step {engine.origin.step}", engine, len(engine.vocab))
+        step = engine.origin.step
+        return LoadedModel(f"{choice} · step {step}", engine, len(engine.vocab), step)
 
 
 def sample_latest(run_dir: str | Path, length: int = 200, temperature: float = 0.8) -> tuple[str, str]:

@@ -60,7 +60,25 @@ def shown(name: str, value) -> str:
     return str(value)
 
 
-def label(settings: Settings, seed: int) -> str:
-    """One line naming everything that made a sample, with the seed actually used."""
-    return (f"T {settings.temperature:.1f} · top-k {shown('top_k', settings.top_k)} · "
-            f"top-p {shown('top_p', settings.top_p)} · {settings.length} chars · seed {seed}")
+def label(settings: Settings, seed: int | None, short: bool = False) -> str:
+    """One line naming everything that made a sample, with the seed actually used (``short``: the
+    same in fewer characters, for a narrow screen; ``seed`` None leaves it out)."""
+    k, p = shown("top_k", settings.top_k), shown("top_p", settings.top_p)
+    if short:
+        text = f"T {settings.temperature:.1f} · k {k} · p {p} · {settings.length} ch"
+    else:
+        text = f"T {settings.temperature:.1f} · top-k {k} · top-p {p} · {settings.length} chars"
+    return text if seed is None else f"{text} · seed {seed}"
+
+
+def titles(checkpoint: str, settings: Settings, seed: int) -> list[str]:
+    """A sample's label, from the fullest to the shortest: the checkpoint and every setting, then the
+    settings said shortly, then the seed first, where a label cut off at its end still shows it."""
+    return [f"{checkpoint} · {label(settings, seed)}", f"{checkpoint} · {label(settings, seed, short=True)}",
+            f"seed {seed} · {label(settings, None, short=True)} · {checkpoint}"]
+
+
+def record(settings: Settings, seed: int) -> dict:
+    """The settings that made a sample, as the fields of its entry in ``samples.jsonl``."""
+    return {"temperature": settings.temperature, "top_k": settings.top_k, "top_p": settings.top_p,
+            "length": settings.length, "seed": seed}

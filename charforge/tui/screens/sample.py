@@ -159,7 +159,11 @@ class SampleScreen(Screen):
             self.notify("characters the model never saw were left out of the prompt", timeout=4)
         settings = self.settings
         seed = self.seed if self.seed is not None else random.randrange(2**31)
-        card = SampleCard(f"{self.model.name} · {knobs.label(settings, seed)}", known)
+        record = {**knobs.record(settings, seed), "checkpoint": self.choice}
+        step = getattr(self.model, "step", None)
+        if step is not None:
+            record["step"] = step
+        card = SampleCard(knobs.titles(self.model.name, settings, seed), known, record)
         self._card = card
         history = self.query_one("#history", VerticalScroll)
         history.mount(card)
@@ -230,7 +234,7 @@ class SampleScreen(Screen):
         path = folder / f"sample-{n:03d}.txt"
         path.write_text(card.text, encoding="utf-8")
         with open(folder / "samples.jsonl", "a", encoding="utf-8") as index:
-            index.write(json.dumps({"file": path.name, "label": str(card.border_title), "prompt": card.prompt,
+            index.write(json.dumps({"file": path.name, "label": card.label, "prompt": card.prompt, **card.record,
                                     "stopped": "stopped" in str(card.border_subtitle or "")}) + "\n")
         self.notify(f"saved {path}")
 

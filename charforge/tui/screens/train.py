@@ -39,6 +39,8 @@ STATES = {
     "failed": "failed",
 }
 QUIET_AFTER = 30.0  # seconds without an event before the progress line says so
+STALE_AFTER = 600.0  # seconds without an event after which a run followed read-only is taken for stopped
+NO_CHECKPOINT = "no checkpoint yet: the first one comes within about 30 s of the first step"
 
 
 def _sample_latest(run_dir: Path) -> tuple[str, str]:
@@ -62,6 +64,8 @@ class TrainScreen(Screen):
         Binding("n", "sample_now", "Sample now"),
         Binding("b", "toggle_bits", "Bits/nats"),
         Binding("i", "open_sampler", "Sampler"),
+        # Taken only while the two above are dimmed (a key runs the first binding that is enabled).
+        Binding("n,i", "no_checkpoint", "No checkpoint yet", show=False),
         Binding("d", "detach", "Detach"),
         Binding("q", "quit", "Quit"),
     ]
@@ -121,17 +125,28 @@ class TrainScreen(Screen):
             self._last_event = now
             self.query_one(Figures).show(self.history)
         quiet = now - self._last_event > QUIET_AFTER and self.state == "running"
-        note = f"no news for {int(now - self._last_event)} s" if quiet else ""
-        if events or note != self._quiet_note:
-            self._quiet_note = note
-            self.query_one(RunProgress).show(self.history, note)
+        self._quiet_note = f"no news for {int(now - self._last_event)} s" if quiet else ""
+        # The clock and the ETA move on with the wall clock while the run goes, and stand at the
+        # newest event's time otherwise; the line is redrawn only where its text changed.
+        at = time.time() if self._ticking() else self.history.last_time
+        self.query_one(RunProgress).show(self.history, self._quiet_note, at)
+
+    def _ticking(self) -> bool:
+        """Whether the run's clock runs now: it is training (not paused, ended or failed), and its
+        process is alive, or, for a run followed read-only, it wrote something not too long ago."""
+        h = self.history
+        if self.state != "running" or h.ended is not None or h.error is not None:
+            return False
+        if self.source.owns_run:
+            return self.source.alive
+        return h.last_time is not None and time.time() - h.last_time < STALE_AFTER
 
     def _on_event(self, event: dict, log: SampleLog) -> None:
         kind = event.get("event")
         if kind == "start" and self.state not in ("quitting", "stopping"):
             self.state = "running"
         elif kind == "end":
-            reason = event.get("reason", "ended")
+            reason = self.history.ended or "ended"
             if self.state == "quitting":
                 self.app.exit(self.goodbye())
             elif self.state == "pausing" and not reason.startswith("budget"):
@@ -194,6 +209,8 @@ class TrainScreen(Screen):
             return True if state == "running" else None
         if action in ("sample_now", "open_sampler"):
             return True if self._has_checkpoint() else None
+        if action == "no_checkpoint":
+            return not self._has_checkpoint()
         return True
 
     def _has_checkpoint(self) -> bool:
@@ -228,6 +245,10 @@ class TrainScreen(Screen):
         proc = getattr(self.source, "proc", None)
         where = f" (process {proc.pid})" if proc is not None else ""
         self.app.exit(f"training goes on in the background{where}. Follow it: charforge watch {self.source.run_dir}")
+
+    def action_no_checkpoint(self) -> None:
+        """n or i before there is anything to sample from: say so, and when to expect it."""
+        self.notify(NO_CHECKPOINT, severity="warning", timeout=5)
 
     def action_open_sampler(self) -> None:
         if self._has_checkpoint():

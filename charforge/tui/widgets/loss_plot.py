@@ -3,16 +3,36 @@
 Building a plotext figure costs 15-60 ms of pure Python, and turning its text into lines
 for the screen another 5-20 ms, too long for the event loop. So ``redraw`` builds both in a
 thread worker from a downsampled copy of the history, and the widget serves the finished
-lines (Textual's line API); nothing is built when nothing changed.
+lines (Textual's line API); nothing is built when nothing changed. The step axis gets ticks of
+its own, at whole steps: plotext spaces its ticks evenly, which early in a run falls between steps.
 """
 
 from __future__ import annotations
+
+import math
 
 from rich.text import Text
 from textual import work
 from textual.strip import Strip
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
+
+
+def integer_ticks(low: float, high: float, most: int) -> list[int]:
+    """At most ``most`` whole numbers from ``low`` to ``high``, a round distance apart (1, 2 or 5 times
+    a power of ten)."""
+    first, last = math.ceil(low), math.floor(high)
+    if last <= first:
+        return [first if first <= high else round(low)]
+    wanted = (last - first) / max(most - 1, 1)
+    power = 1
+    while True:
+        spacing = next((f * power for f in (1, 2, 5) if f * power >= wanted), None)
+        if spacing is not None:
+            break
+        power *= 10
+    start = math.ceil(first / spacing) * spacing
+    return list(range(start, last + 1, spacing)) or [first]
 
 
 class LossPlot(PlotextPlot):
@@ -57,6 +77,10 @@ class LossPlot(PlotextPlot):
                 if series:
                     plt.plot([p[0] for p in series], [p[1] for p in series], label=label, marker="braille",
                              color=color)
+            steps = [p[0] for series in (train, val) for p in series]
+            room = len(str(int(max(steps)))) + 4  # columns per label, so that labels never touch
+            ticks = integer_ticks(min(steps), max(steps), max(2, (width - 10) // room))
+            plt.xticks(ticks, [str(t) for t in ticks])
             plt.xlabel("step")
             plt.ylabel(unit)
             text = Text.from_ansi(plt.build())
