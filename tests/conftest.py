@@ -2,8 +2,8 @@
 
 * ``CHARFORGE_CORPUS_DIR`` points at ``<repo>/../shared/corpora`` (CI clones the repository with
   ``shared/`` beside it), so named corpora such as tiny-shakespeare never touch the network.
-  Tests that need those files ask for the ``shared_corpora`` fixture, which fails (never skips)
-  when the folder is missing.
+  Tests that need those files ask for the ``shared_corpora`` fixture, which skips them, naming
+  the folder, where it is missing (a user's fresh clone); CI runs the suite both ways.
 * ``CHARFORGE_CACHE`` points at a temporary folder, so no test reads or writes ``~/.cache``.
 * Torch runs on one thread: the models here are tiny, and one thread is the fastest and the
   most repeatable choice on a loaded 2-core machine.
@@ -27,6 +27,7 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CORPORA = REPO.parent / "shared" / "corpora"
 TINY_SHAKESPEARE = "tinyshakespeare.txt"
+GRIMMS = "grimms_fairy_tales.txt"
 
 torch.set_num_threads(1)
 
@@ -46,11 +47,12 @@ def charforge_environment(tmp_path_factory):
 
 @pytest.fixture
 def shared_corpora() -> Path:
-    """The folder of reference corpora beside the repository; missing is a failure, not a skip."""
-    path = SHARED_CORPORA / TINY_SHAKESPEARE
-    if not path.is_file():
-        pytest.fail(f"the shared corpora are missing: expected {path} (clone the repository with "
-                    f"shared/ beside it; CHARFORGE_CORPUS_DIR points there)", pytrace=False)
+    """The folder of reference corpora beside the repository. A clone without it (a user's) skips the
+    tests that need it, with the reason on the summary line: charforge cannot make or ship these texts."""
+    missing = [name for name in (TINY_SHAKESPEARE, GRIMMS) if not (SHARED_CORPORA / name).is_file()]
+    if missing:
+        pytest.skip(f"needs the reference corpora in {SHARED_CORPORA} (missing {', '.join(missing)}); "
+                    f"charforge does not ship them")
     return SHARED_CORPORA
 
 

@@ -23,7 +23,6 @@ from safetensors.torch import save_file
 from charforge.sampling.loading import load_engine
 from charforge.cli import cli
 from charforge.errors import CharforgeError
-from charforge.plugins import Registry, make_plugin_manager
 from charforge.runs.directory import Run
 from charforge.trainer import Trainer
 from charforge.vocab import Vocab

@@ -486,7 +486,9 @@ def test_cli_prompts_from_files_and_stdin_and_text_output(checkpoint, tmp_path):
     text = run_cli(*args, "--format", "text", "-o", out)
     assert text.exit_code == 0 and text.stdout == ""
     records = [json.loads(line) for line in run_cli(*args).stdout.splitlines()]
-    assert out.read_text(encoding="utf-8") == "\n----\n".join(r["prompt"] + r["text"] for r in records) + "\n"
+    assert out.read_text(encoding="utf-8") == "".join(
+        f"---- prompt {r['index']} · sample {r['sample']} · temperature 0.5 · seed 2\n{r['prompt']}{r['text']}\n"
+        for r in records)
 
 
 def test_cli_progress_beam_and_errors(checkpoint, tmp_path):

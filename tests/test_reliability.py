@@ -32,7 +32,6 @@ from charforge.config import TrainConfig
 from charforge.errors import CharforgeError
 from charforge.hookspecs import hookimpl
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.runs.directory import Run
 from charforge.trainer import Trainer, TrainingDiverged
 
 HARNESS = Path(__file__).with_name("_kill_harness.py")

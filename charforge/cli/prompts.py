@@ -103,17 +103,28 @@ def total_work(requests: Iterable[Request]) -> tuple[int, int]:
     return chars, samples
 
 
+def label(sample: Sample) -> str:
+    """The line that says what made a sample: its prompt's and its own number, the settings, the seed."""
+    settings = sample.settings
+    how = (f"beam {settings.beam}" if settings.beam else "greedy" if settings.is_greedy
+           else f"temperature {settings.temperature:g}")
+    return f"---- prompt {sample.index} · sample {sample.sample} · {how} · seed {sample.seed}"
+
+
 def write_results(samples: Iterable[Sample], out, fmt: str = "jsonl") -> int:
-    """Write samples as JSONL records or as plain text (prompt + continuation, separated by ----)."""
+    """Write samples as JSONL records, as labelled text (``text``: each sample under the :func:`label`
+    line that can make it again), or as bare text (``plain``: samples separated by ``----``)."""
     n = 0
     for sample in samples:
         if fmt == "jsonl":
             out.write(json.dumps(sample.to_dict(), ensure_ascii=False) + "\n")
+        elif fmt == "text":
+            out.write(f"{label(sample)}\n{sample.prompt}{sample.text}\n")
         else:
             out.write(("" if n == 0 else "\n----\n") + sample.prompt + sample.text)
         out.flush()
         n += 1
-    if fmt == "text" and n:
+    if fmt == "plain" and n:
         out.write("\n")
         out.flush()
     return n

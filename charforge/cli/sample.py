@@ -34,7 +34,8 @@ _SHARED = [  # the options sample and generate both take, declared once
     click.option("--device", default="auto", show_default=True, help="auto (a GPU when there is one), cpu, cuda "
                                                                      "or mps."),
     click.option("--threads", default=0, type=int,
-                 help="CPU threads (0: one for fewer than 32 samples, where more only add hand-offs, else all cores)."),
+                 help="CPU threads (0: the count measured fastest while generating, measured again as the "
+                      "machine's load changes)."),
     _precision,
 ]
 
@@ -45,15 +46,13 @@ def _generation_options(fn):
     return fn
 
 
-def _engine(checkpoint, which, device, threads, rows, batch_size=256, drop_unknown=False, precision="auto"):
-    """The engine both commands run, with the CPU threads for ``rows`` samples at once."""
-    from charforge.device import pick_device, sampling_threads
+def _engine(checkpoint, which, device, threads, batch_size=256, drop_unknown=False, precision="auto"):
+    """The engine both commands run; ``threads`` is checked before the checkpoint is read."""
     from charforge.sampling.loading import load_engine
 
     if threads < 0:
         raise CharforgeError(f"--threads must not be negative, not {threads}.")
-    sampling_threads(pick_device(device), threads, rows)
-    return load_engine(checkpoint, which, device, precision, batch_size, drop_unknown)
+    return load_engine(checkpoint, which, device, precision, batch_size, drop_unknown, threads=threads)
 
 
 @click.command()
@@ -76,12 +75,11 @@ def sample(checkpoint, prime, temperature, num_samples, length, top_k, top_p, gr
 
     check_num_samples(num_samples)
     check_seed(seed)
-    engine = _engine(checkpoint, which, device, threads, num_samples, drop_unknown=drop_unknown,
-                     precision=precision)
+    engine = _engine(checkpoint, which, device, threads, drop_unknown=drop_unknown, precision=precision)
     seed = random_seed() if seed is None else seed
     out = sys.stdout
     if num_samples > 1:
-        write_results(engine.run([Request(prime, settings, num_samples)], seed), out, "text")
+        write_results(engine.run([Request(prime, settings, num_samples)], seed), out, "plain")
         return
     out.write(engine.encode_prompt(prime)[0])  # the prompt as the model continues it
     for piece in engine.stream(Request(prime, settings), seed):
@@ -105,7 +103,8 @@ def sample(checkpoint, prime, temperature, num_samples, length, top_k, top_p, gr
 @click.option("--beam", default=0, type=int, help="Beam search of this width: the most likely continuation.")
 @click.option("--batch-size", default=256, show_default=True, type=int, help="Samples generated together.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True,
-              help="JSONL records, or plain text (prompt + continuation, samples separated by ----).")
+              help="JSONL records, or text: each sample (prompt + continuation) under a line naming its prompt, "
+                   "sample number, temperature and seed.")
 @click.option("-o", "--output", metavar="FILE", help="Write here instead of stdout.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr. [default: when a terminal]")
 def generate(checkpoint, prompt_texts, prompts_file, temperature, num_samples, length, top_k, top_p, greedy, seed,
@@ -133,8 +132,7 @@ def generate(checkpoint, prompt_texts, prompts_file, temperature, num_samples, l
     if not requests:
         raise CharforgeError("no prompts: give --prompt TEXT, --prompts FILE, or prompts on stdin.")
 
-    rows = sum(r.settings.beam or r.num_samples for r in requests)
-    engine = _engine(checkpoint, which, device, threads, rows, batch_size, drop_unknown, precision)
+    engine = _engine(checkpoint, which, device, threads, batch_size, drop_unknown, precision)
     show = progress if progress is not None else sys.stderr.isatty()
     bar = Progress(*total_work(requests)) if show else None
     results = engine.run(requests, seed, bar)  # checks every prompt (unknown characters...) first

@@ -31,7 +31,7 @@ from charforge.errors import CharforgeError
 from charforge.runs.directory import resolve_checkpoint
 from charforge.runs.files import atomic_write
 from charforge.runs.header import META_KEY
-from charforge.runs.validation import FORMAT_VERSION, compatible, first_nonfinite, is_a, validate
+from charforge.runs.validation import FORMAT_VERSION, compatible, is_a, validate
 from charforge.version import __version__
 from charforge.vocab import Vocab
 

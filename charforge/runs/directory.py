@@ -32,6 +32,7 @@ CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 SUFFIX = ".safetensors"
 KINDS = ("best", "latest")  # the checkpoints every run keeps; step-N ones are kept with --keep
+LAST = "last"  # RUNS_DIR/last: a link to the run started last there, so `charforge sample runs/last` works
 
 
 def step_kind(step: int) -> str:
@@ -61,6 +62,8 @@ class Run:
     def of(cls, target: str | Path, writer: bool = True) -> "Run":
         """The run a run directory, its ``checkpoints`` folder or a checkpoint file in it belongs to."""
         path = Path(target)
+        if path.is_symlink() and path.is_dir():  # RUNS_DIR/last: name the run it points to
+            path = path.parent / os.readlink(path)
         if path.is_dir():
             return cls(path.parent if path.name == CHECKPOINTS else path, writer)
         return cls(path.parent.parent if path.parent.name == CHECKPOINTS else path.parent, writer)
@@ -94,6 +97,7 @@ class Run:
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             raise CharforgeError(f"cannot create run directory {path}: {exc.strerror or exc}.") from None
+        _point_last(root, path.name)
         return cls(path)
 
     # -- its files ----------------------------------------------------------------------------
@@ -148,6 +152,21 @@ class Run:
                           if (n := step_number(p)) is not None)
         for _, old in numbered[: max(len(numbered) - keep, 0)]:
             old.unlink(missing_ok=True)
+
+
+def _point_last(root: Path, name: str) -> None:
+    """Point ``root/last`` at the run ``name`` (replaced atomically); a real folder of that name, or a
+    system without symbolic links, is left alone."""
+    last = root / LAST
+    if last.exists() and not last.is_symlink():
+        return
+    link = root / f".{LAST}.{os.getpid()}"
+    try:
+        link.unlink(missing_ok=True)
+        os.symlink(name, link, target_is_directory=True)
+        os.replace(link, last)
+    except OSError:
+        link.unlink(missing_ok=True)
 
 
 def checkpoint_names(folder: Path) -> list[str]:
