@@ -136,10 +136,6 @@ class ConsoleOutput:
             parts.append(f"val {self.val_loss:.3f}")
         parts.append(f"{m['chars_per_s'] / 1000:.1f}k chars/s")
         threads = m.get("threads")
-        if threads is None and getattr(getattr(self.trainer, "device", None), "type", None) == "cpu":
-            import torch  # already loaded: the trainer runs on it
-
-            threads = torch.get_num_threads()
         if threads:
             parts.append(amount(threads, "thread"))
         return " · ".join(parts)
