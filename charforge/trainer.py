@@ -290,12 +290,12 @@ class Trainer:
         self._tick()  # the checkpoint's clock counts the validation
         # The best is judged on the fixed sample, the one figure every validation of the run measures;
         # without held-out text the newest model counts as the best, and best_val stays unknown (inf).
-        judged = metrics.pop("sample_loss", metrics.get("val_loss"))
+        judged = metrics.get("sample_loss", metrics.get("val_loss"))
         improved = judged is None or judged < self.best_val
         if judged is not None and improved:
             self.best_val = judged
         full = metrics.pop("full", None)  # of the event alone: a checkpoint's metrics are numbers
-        self.last_metrics.update(metrics)
+        self.last_metrics.update({k: v for k, v in metrics.items() if k != "sample_loss"})
         self.metrics.write("validation", sample=sample, **metrics, **({} if full is None else {"full": full}))
         self.pm.hook.on_validation_end(trainer=self, step=self.step, metrics=metrics, sample=sample)
         self.save("latest")

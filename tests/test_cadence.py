@@ -97,6 +97,9 @@ def test_periodic_validation_reads_a_fixed_sample_and_the_last_reads_everything(
     assert trainer.val_windows is not None and 1 <= trainer.val_windows <= windows
     assert [s["full"] for s in starts] == [False, False, True]
     assert starts[-1]["windows"] == windows
+    final = _events(trainer.run_dir, "validation")[-1]
+    assert final["sample_loss"] == trainer.best_val or trainer.best_val < final["sample_loss"]  # judged on it
+    assert "sample_loss" not in load_checkpoint(trainer.run_dir, "latest").meta["metrics"]
     # the checkpoint keeps the sample's size, so that a resumed run measures the same text
     assert load_checkpoint(trainer.run_dir, "latest").meta["val_windows"] == trainer.val_windows
     resumed = Trainer.resume(trainer.run_dir, {"steps": 160}, pm=trainer.pm)

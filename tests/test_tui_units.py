@@ -256,3 +256,10 @@ def test_train_process_signals_and_failures(monkeypatch, tmp_path):
     source.detach()
     source.close()
     assert len(kills) == 2
+
+
+def test_the_best_validation_is_judged_on_the_sample_as_the_run_judges_it():
+    history = RunHistory()
+    history.add({"event": "validation", "step": 10, "val_loss": 2.0})
+    history.add({"event": "validation", "step": 20, "val_loss": 1.5, "sample_loss": 1.7, "full": True})
+    assert history.best_val == 1.7  # the final, full validation's own loss (1.5) is another text's

@@ -102,7 +102,9 @@ class RunHistory:
             val = event.get("val_loss")
             if _finite(val):
                 self.val.append((step, val))
-                self.best_val = min(self.best_val or math.inf, val)
+                # the run judges its best on the fixed sample, which a final validation reports apart
+                judged = event.get("sample_loss") if _finite(event.get("sample_loss")) else val
+                self.best_val = min(self.best_val or math.inf, judged)
                 self.version += 1
             self.latest = {**self.latest, **{k: v for k, v in event.items() if k.startswith("val_") and _finite(v)}}
             if isinstance(event.get("sample"), str):
