@@ -5,16 +5,15 @@ checkpoint), ``run`` loops over windows until the budget is spent, ``validate_an
 ``save`` do what they say. Nothing here prints: the console output is a plugin like any other.
 :class:`Trainer` runs past 200 lines on purpose: the loop, its bookkeeping and its checkpoints
 stay in one class so that the whole of training reads in one sitting; what is not the loop's
-(building the optimizer, evaluation, resume rules, signals, the divergence message) is in
-functions below it, and the tensor layout of a checkpoint is :mod:`charforge.runs.checkpoint`'s.
+(building the optimizer) is a function below it; evaluation is :mod:`charforge.evaluation`'s,
+the resume rules :mod:`charforge.resume`'s, signals and the divergence message
+:mod:`charforge.stopping`'s, and the tensor layout of a checkpoint :mod:`charforge.runs.checkpoint`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -22,27 +21,26 @@ import torch
 import torch.nn.functional as F
 
 from charforge.cadence import Cadence
-from charforge.config import ARCHITECTURE, TrainConfig
+from charforge.config import TrainConfig
 from charforge.corpora import load_corpus
 from charforge.data import Streams, split
 from charforge.device import pick_device
+from charforge.evaluation import evaluate
 from charforge.errors import CharforgeError
 from charforge.model import build_model, detach_state
 from charforge.optim import Schedule, clip_gradients
 from charforge.options import resolve_options
 from charforge.plugins import Registry, make_plugin_manager
+from charforge.resume import resumed_config
 from charforge.runs.checkpoint import (Checkpoint, load_checkpoint, require_plugins, restore_carry, restore_model,
                                        restore_optimizer, restore_rng, save_checkpoint, training_state)
 from charforge.runs.directory import Run, step_kind
-from charforge.runs.header import checkpoint_step
 from charforge.runs.validation import first_nonfinite
 from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.settings import Request, Settings
+from charforge.stopping import catch_signals, divergence_message
 from charforge.threads import ThreadTuner
 
-# What a resumed run must keep: the model's shape and everything the data position depends on.
-RESUME_FIXED = ARCHITECTURE + ("optimizer", "optimizer_options", "batch_size", "seq_len", "corpus",
-                               "encoding", "errors", "val_fraction")
 LN2 = math.log(2)
 VAL_SHARE = 0.03  # of the time between two validations that a periodic validation may take
 
@@ -393,76 +391,3 @@ def build_optimizer(config: TrainConfig, model: torch.nn.Module, registry: Regis
         return spec.build(model.parameters(), lr=config.lr, **config.optimizer_options)
     except ValueError as exc:  # the optimizer's own range checks, e.g. torch's "Invalid epsilon value: -1"
         raise CharforgeError(f"optimizer {config.optimizer!r} rejects its options: {exc}") from None
-
-
-@torch.no_grad()
-def evaluate(model, data: Streams, vocab_size: int, device: torch.device, windows: int | None = None,
-             sample: int | None = None, progress=None) -> tuple[dict, float | None, int]:
-    """(metrics, the loss of the first ``sample`` windows, windows read) of ``model`` over the first
-    ``windows`` windows of ``data`` (all by default), with state carried across them.
-
-    ``progress(windows done)`` is called after each window; when it returns True, evaluation
-    stops there (a periodic validation that has used its time).
-    """
-    windows = data.windows if windows is None else windows
-    model.eval()
-    state = model.initial_state(data.batch, device)
-    total, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-    sample_total, read = None, 0
-    for i in range(windows):
-        x, y, t = data.window(i, model.uses_time)
-        logits, state = model(x, state, t)
-        total += F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1), reduction="sum")
-        correct += (logits.argmax(-1) == y).sum()
-        read = i + 1
-        if read == sample:
-            sample_total = float(total)
-        if progress is not None and progress(read):
-            break
-    count = read * data.chars_per_window
-    loss = float(total) / count
-    sample_loss = None if sample_total is None else sample_total / (sample * data.chars_per_window)
-    return ({"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}, sample_loss, read)
-
-
-def resumed_config(config: TrainConfig, overrides: dict, registry: Registry) -> TrainConfig:
-    """A stored configuration with a resume's ``overrides``, refusing any that would change the run
-    itself (:data:`RESUME_FIXED`)."""
-    config = dataclasses.replace(config)
-    for key, value in overrides.items():
-        if key in ("cell_options", "optimizer_options") and value:
-            # given options (strings from the command line) are parsed as the run's were, and
-            # merged into its full set: `-c init orthogonal` must not reset the other options
-            kind, name = key.removesuffix("_options"), getattr(config, key.removesuffix("_options"))
-            parsed = resolve_options(f"{kind} {name!r}", registry.get(kind, name).obj.options, value)
-            value = {**getattr(config, key), **{k: v for k, v in parsed.items() if k in value}}
-        if key in RESUME_FIXED and value != getattr(config, key):
-            raise CharforgeError(
-                f"cannot change {key} when resuming (the run has {getattr(config, key)!r}, "
-                f"asked for {value!r}); start a new run instead.")
-        setattr(config, key, value)
-    return config
-
-
-def catch_signals(interrupted):
-    """Call ``interrupted()`` on Ctrl-C and SIGTERM (the trainer stops after the step, or at once the
-    second time); returns the function that puts the previous handlers back."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {s: signal.signal(s, lambda signum, frame: interrupted()) for s in (signal.SIGINT, signal.SIGTERM)}
-    # None: a handler installed outside Python, which cannot be put back; the default is closest
-    return lambda: [signal.signal(s, signal.SIG_DFL if h is None else h) for s, h in previous.items()]
-
-
-def divergence_message(what: str, step: int, c: TrainConfig, run: Run) -> str:
-    """The one line for a run whose numbers blew up: where, what is safe, what to try."""
-    latest = run.checkpoint("latest")
-    saved = checkpoint_step(latest)
-    if saved is None:
-        safe, then = "no checkpoint was saved yet", "start again"
-    else:
-        safe, then = (f"the last good checkpoint, {latest} (step {saved}), is intact",
-                      f"resume: charforge train --resume {run.path} --lr {c.lr / 10:g}")
-    clip = f"clip harder (--clip-value, now {c.clip_value:g})" if c.clip != "none" else "clip (--clip norm)"
-    return (f"training diverged: {what} at step {step}; {safe}. Lower the learning "
-            f"rate (--lr, now {c.lr:g}) or {clip}, then {then}.")

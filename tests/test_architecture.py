@@ -78,7 +78,7 @@ def test_modules_and_classes_are_small_or_say_why():
         source = path.read_text(encoding="utf-8")
         tree = ast.parse(source)
         doc = ast.get_docstring(tree) or ""
-        if len(source.splitlines()) > MAX_MODULE_LINES and "lines" not in doc:
+        if len(source.splitlines()) > MAX_MODULE_LINES and f"{MAX_MODULE_LINES} lines" not in doc:
             too_long.append(f"{name}: {len(source.splitlines())} lines")
         for node in ast.walk(tree):
             size = getattr(node, "end_lineno", 0) - getattr(node, "lineno", 0) + 1

@@ -1,0 +1,32 @@
+"""What a resumed run may change: the budget, the learning rate and such, never the run itself."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from charforge.config import ARCHITECTURE, TrainConfig
+from charforge.errors import CharforgeError
+from charforge.options import resolve_options
+
+# What a resumed run must keep: the model's shape and everything the data position depends on.
+RESUME_FIXED = ARCHITECTURE + ("optimizer", "optimizer_options", "batch_size", "seq_len", "corpus",
+                               "encoding", "errors", "val_fraction")
+
+
+def resumed_config(config: TrainConfig, overrides: dict, registry) -> TrainConfig:
+    """A stored configuration with a resume's ``overrides``, refusing any that would change the run
+    itself (:data:`RESUME_FIXED`)."""
+    config = dataclasses.replace(config)
+    for key, value in overrides.items():
+        if key in ("cell_options", "optimizer_options") and value:
+            # given options (strings from the command line) are parsed as the run's were, and
+            # merged into its full set: `-c init orthogonal` must not reset the other options
+            kind, name = key.removesuffix("_options"), getattr(config, key.removesuffix("_options"))
+            parsed = resolve_options(f"{kind} {name!r}", registry.get(kind, name).obj.options, value)
+            value = {**getattr(config, key), **{k: v for k, v in parsed.items() if k in value}}
+        if key in RESUME_FIXED and value != getattr(config, key):
+            raise CharforgeError(
+                f"cannot change {key} when resuming (the run has {getattr(config, key)!r}, "
+                f"asked for {value!r}); start a new run instead.")
+        setattr(config, key, value)
+    return config

@@ -1,0 +1,35 @@
+"""How a run stops early: Ctrl-C and SIGTERM caught between steps, and the one line for a run whose
+numbers blew up."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from charforge.config import TrainConfig
+from charforge.runs.directory import Run
+from charforge.runs.header import checkpoint_step
+
+
+def catch_signals(interrupted):
+    """Call ``interrupted()`` on Ctrl-C and SIGTERM (the trainer stops after the step, or at once the
+    second time); returns the function that puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {s: signal.signal(s, lambda signum, frame: interrupted()) for s in (signal.SIGINT, signal.SIGTERM)}
+    # None: a handler installed outside Python, which cannot be put back; the default is closest
+    return lambda: [signal.signal(s, signal.SIG_DFL if h is None else h) for s, h in previous.items()]
+
+
+def divergence_message(what: str, step: int, c: TrainConfig, run: Run) -> str:
+    """The one line for a run whose numbers blew up: where, what is safe, what to try."""
+    latest = run.checkpoint("latest")
+    saved = checkpoint_step(latest)
+    if saved is None:
+        safe, then = "no checkpoint was saved yet", "start again"
+    else:
+        safe, then = (f"the last good checkpoint, {latest} (step {saved}), is intact",
+                      f"resume: charforge train --resume {run.path} --lr {c.lr / 10:g}")
+    clip = f"clip harder (--clip-value, now {c.clip_value:g})" if c.clip != "none" else "clip (--clip norm)"
+    return (f"training diverged: {what} at step {step}; {safe}. Lower the learning "
+            f"rate (--lr, now {c.lr:g}) or {clip}, then {then}.")
