@@ -169,12 +169,13 @@ def test_train_tui_passes_every_option_to_the_child(monkeypatch, tmp_path):
     corpus.write_text("hello world\n" * 50)
     result = CliRunner().invoke(cli.cli, [
         "train", str(corpus), "--tui", "--hidden-size", "16", "--no-output-bias", "-c", "forget_bias", "2",
-        "--steps", "30", "--runs-dir", str(tmp_path / "runs"), "--name", "r1"])
+        "--steps", "30", "--eval-every", "90s", "--runs-dir", str(tmp_path / "runs"), "--name", "r1"])
     assert result.exit_code == 0, result.output
     source = seen["screen"].source
     args = source.args
     assert args[0] == str(corpus)
-    for pair in (["--hidden-size", "16"], ["-c", "forget_bias", "2"], ["--steps", "30"], ["--name", "r1"]):
+    for pair in (["--hidden-size", "16"], ["-c", "forget_bias", "2"], ["--steps", "30"], ["--name", "r1"],
+                 ["--eval-every", "90s"]):
         assert any(args[i:i + len(pair)] == pair for i in range(len(args)))
     assert "--no-output-bias" in args and "--tui" not in args and "--quiet" not in args
     assert source.runs_dir == tmp_path / "runs"

@@ -47,6 +47,19 @@ class EveryType(click.ParamType):
             self.fail(f"{value!r} is neither a number of steps (500) nor a time (90s, 2m).", param, ctx)
 
 
+def config_fields(options: dict) -> dict:
+    """The TrainConfig fields the given train options set: ``--eval-every 500`` sets ``eval_every``,
+    ``--eval-every 90s`` sets ``eval_seconds``; options not given are left out."""
+    fields = {}
+    for key, value in options.items():
+        if isinstance(value, Every):
+            key, value = (key, value.steps) if value.steps is not None else (key.replace("every", "seconds"),
+                                                                              value.seconds)
+        if value is not None and key in TrainConfig.__dataclass_fields__:
+            fields[key] = value
+    return fields
+
+
 def _every(flag: str, what: str):
     field = flag.lstrip("-").replace("-", "_")
     return click.option(flag, field, type=EveryType(), default=None,
@@ -125,13 +138,7 @@ def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
     from charforge.plugins import make_plugin_manager
     from charforge.trainer import Trainer
 
-    overrides = {}
-    for key, value in options.items():
-        if isinstance(value, Every):  # --eval-every 500 or 90s: the steps field or the seconds one
-            key, value = (key, value.steps) if value.steps is not None else (key.replace("every", "seconds"),
-                                                                              value.seconds)
-        if value is not None:
-            overrides[key] = value
+    overrides = config_fields(options)
     pm = make_plugin_manager(block=["console"] if quiet else ())
     if more and not resume:
         raise click.UsageError("--more adds to the budget of a run you --resume.")

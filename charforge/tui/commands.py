@@ -58,9 +58,9 @@ def train(ctx: click.Context) -> None:
     elif params.get("corpus") is None:
         raise click.UsageError("give a CORPUS to train on, or --resume a run.")
     else:  # the child would reject these too, but a one-line error beats a screen that says "failed"
-        overrides = {k: v for k, v in params.items()
-                     if v is not None and k in TrainConfig.__dataclass_fields__ and k != "corpus"}
-        TrainConfig(corpus=params["corpus"], **overrides).check()
+        from charforge.cli.train import config_fields
+
+        TrainConfig(**{**config_fields(params), "corpus": params["corpus"]}).check()
     source = TrainProcess(child_args(ctx), runs_dir=params.get("runs_dir") or "runs", run_dir=run_dir,
                           name=params.get("name"))
     run_app(lambda: _train_screen(source))
