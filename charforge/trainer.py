@@ -117,8 +117,9 @@ class Trainer:
         (``more``: a budget given counts from where the run stands, not from its start)."""
         ckpt = load_checkpoint(target, which="latest")
         pm = pm if pm is not None else make_plugin_manager()
-        require_plugins(ckpt, Registry(pm))
-        trainer = cls(resumed_config(ckpt.config, overrides, Registry(pm)), pm=pm, checkpoint=ckpt)
+        registry = Registry(pm)
+        require_plugins(ckpt, registry)  # before the overrides are parsed with the checkpoint's plugins
+        trainer = cls(resumed_config(ckpt.config, overrides, registry), pm=pm, checkpoint=ckpt)
         if more:
             trainer._count_budget_from_here({k: overrides[k] for k in ("steps", "epochs", "minutes")
                                              if overrides.get(k) is not None})

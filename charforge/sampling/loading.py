@@ -14,10 +14,8 @@ from charforge.device import pick_device
 from charforge.errors import CharforgeError
 from charforge import plugins
 from charforge.runs.checkpoint import build_from, load_checkpoint
+from charforge.runs.directory import KINDS
 from charforge.sampling.engine import BatchGenerator
-
-WHICH = ("best", "latest")
-
 
 def load_engine(target: str | Path, which: str = "best", device: str = "auto", precision: str = "auto",
                 batch_size: int = 256, drop_unknown: bool = False, extra: Iterable[Any] = (),
@@ -31,7 +29,7 @@ def load_engine(target: str | Path, which: str = "best", device: str = "auto", p
     for a cell registered in code. ``threads``: CPU threads, 0 for the count measured fastest
     (:mod:`charforge.threads`).
     """
-    if which not in WHICH:
+    if which not in KINDS:
         raise CharforgeError(f"which must be best or latest, not {which!r}.")
     dev = pick_device(device)
     ckpt = load_checkpoint(target, which, model_only=True)

@@ -193,7 +193,7 @@ class ConsoleOutput:
         self.say(f"charforge: {c.num_layers}x{c.hidden_size} {c.cell} ({params:,} parameters) on {c.corpus}: "
                  f"{trainer.train_data.windows * trainer.train_data.chars_per_window:,} training chars, "
                  f"{len(trainer.vocab)} distinct, {c.optimizer} lr {c.lr:g}, budget {budget}, "
-                 f"device {trainer.device}{resumed}")
+                 f"device {trainer.device}, {trainer.tuner.describe()}{resumed}")
         self.say(f"run directory: {trainer.run_dir}")
         self._start_display()
 
