@@ -58,7 +58,7 @@ def train(ctx: click.Context) -> None:
     elif params.get("corpus") is None:
         raise click.UsageError("give a CORPUS to train on, or --resume a run.")
     else:  # the child would reject these too, but a one-line error beats a screen that says "failed"
-        from charforge.cli.train import config_fields
+        from charforge.cli.intervals import config_fields
 
         TrainConfig(**{**config_fields(params), "corpus": params["corpus"]}).check()
     source = TrainProcess(child_args(ctx), runs_dir=params.get("runs_dir") or "runs", run_dir=run_dir,
