@@ -21,6 +21,7 @@ class TrainConfig:
     encoding: str = "utf-8"
     errors: str = "strict"
     val_fraction: float = 0.1
+    task_options: dict[str, Any] = field(default_factory=dict)  # when ``corpus`` names a task
     # model
     cell: str = "lstm"
     cell_options: dict[str, Any] = field(default_factory=dict)

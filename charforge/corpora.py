@@ -40,6 +40,7 @@ class NamedCorpus:
     files: Callable[[], list[Path]] | None = None
     text: str | None = None
     strip: Callable[[str], str] | None = None  # e.g. drop a licence header and footer
+    defaults: dict | None = None  # training settings it suits, e.g. one window for a sentence
 
 
 def cache_dir() -> Path:

@@ -8,10 +8,16 @@ absolute character index within each stream.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 from torch import Tensor
 
+from charforge.corpora import load_corpus
 from charforge.errors import CharforgeError
+from charforge.options import resolve_options
+from charforge.vocab import Vocab
 
 
 def split(ids: Tensor, val_fraction: float) -> tuple[Tensor, Tensor]:
@@ -22,6 +28,8 @@ def split(ids: Tensor, val_fraction: float) -> tuple[Tensor, Tensor]:
 
 class Streams:
     """``batch`` parallel contiguous streams over ``ids``, read ``seq_len`` characters at a time."""
+
+    carries_state = True  # window i+1 continues where window i ended
 
     def __init__(self, ids: Tensor, batch: int, seq_len: int, device: torch.device | str = "cpu",
                  what: str = "training"):
@@ -62,3 +70,44 @@ class Streams:
         cols = slice(i * self.seq_len, (i + 1) * self.seq_len)
         t = self._offsets + i * self.seq_len if with_time else None
         return self.x[:, cols].long(), self.y[:, cols].long(), t
+
+
+@dataclass
+class TrainingData:
+    """What a run trains on: a corpus's streams, or a task's batches (``task`` then says which)."""
+
+    name: str
+    vocab: Vocab
+    train: Any  # Streams, or charforge.tasks.task.Sequences
+    val: Any | None
+    task: Any | None = None  # a charforge.tasks.task.Task
+
+
+def training_data(config, registry, device) -> TrainingData:
+    """The data ``config.corpus`` names: a registered task (its options, ``config.task_options``,
+    resolved and filled in) or a corpus, split into training and held-out text."""
+    if config.corpus in registry.names("task"):
+        cls = registry.get("task", config.corpus).obj
+        config.task_options = resolve_options(f"task {config.corpus!r}", cls.options, config.task_options)
+        task = cls(**config.task_options)
+        data = task.data(config.batch_size, config.seq_len, config.seed, device)
+        return TrainingData(config.corpus, data.vocab, data.train, data.val, task)
+    if config.task_options:
+        raise CharforgeError(f"-T sets a task's option, but {config.corpus!r} is a corpus, not a task "
+                             f"(tasks: {', '.join(registry.names('task')) or 'none'}).")
+    corpus = load_corpus(config.corpus, registry, config.encoding, config.errors)
+    train_ids, val_ids = split(corpus.ids, config.val_fraction)
+    val = Streams.fitting(val_ids, config.batch_size, config.seq_len, device) if config.val_fraction > 0 else None
+    return TrainingData(corpus.name, corpus.vocab, Streams(train_ids, config.batch_size, config.seq_len, device), val)
+
+
+def target_defaults(target: str, task_options: dict | None, registry) -> dict[str, Any]:
+    """The training settings ``target`` suits: a task's, or a named corpus's (the seed sentences train
+    as one window of one stream); a run's settings are TrainConfig's defaults, overlaid with these,
+    overlaid with the user's."""
+    if target in registry.names("task"):
+        cls = registry.get("task", target).obj
+        return cls(**resolve_options(f"task {target!r}", cls.options, task_options or {})).defaults()
+    if target in registry.names("corpus"):
+        return dict(registry.get("corpus", target).obj.defaults or {})
+    return {}

@@ -1,5 +1,5 @@
-"""Loss and accuracy of a model over held-out streams, with the state carried across windows: what
-validation measures (the trainer's periodic and final validations)."""
+"""Loss and accuracy of a model over held-out streams (the state carried across windows) or a task's
+held-out sequences: what validation measures (the trainer's periodic and final validations)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from charforge.data import Streams
+from charforge.tasks.task import IGNORE
 
 LN2 = math.log(2)
 
@@ -25,19 +26,21 @@ def evaluate(model, data: Streams, vocab_size: int, device: torch.device, window
     windows = data.windows if windows is None else windows
     model.eval()
     state = model.initial_state(data.batch, device)
-    total, correct = torch.zeros((), device=device), torch.zeros((), device=device)
-    sample_total, read = None, 0
+    total, correct, count = (torch.zeros((), device=device) for _ in range(3))
+    sample_loss, read = None, 0
     for i in range(windows):
         x, y, t = data.window(i, model.uses_time)
+        if i and not data.carries_state:  # a task's independent sequences
+            state = model.initial_state(data.batch, device)
         logits, state = model(x, state, t)
+        scored = y != IGNORE  # a task scores some targets only; every character of a text counts
         total += F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1), reduction="sum")
-        correct += (logits.argmax(-1) == y).sum()
+        correct += (logits.argmax(-1) == y)[scored].sum()
+        count += scored.sum()
         read = i + 1
         if read == sample:
-            sample_total = float(total)
+            sample_loss = float(total / count)
         if progress is not None and progress(read):
             break
-    count = read * data.chars_per_window
-    loss = float(total) / count
-    sample_loss = None if sample_total is None else sample_total / (sample * data.chars_per_window)
+    loss, count = float(total / count), float(count)
     return ({"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}, sample_loss, read)

@@ -28,6 +28,11 @@ def register_corpora(register):
 
 
 @hookspec
+def register_tasks(register):
+    """Call ``register(TaskClass)`` for each :class:`charforge.tasks.task.Task` subclass provided."""
+
+
+@hookspec
 def on_train_start(trainer):
     """Training is about to run its first step (or its first step after a resume)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,8 @@ def resolve_options(owner: str, spec: dict[str, Option], given: dict[str, Any]) 
     unknown = sorted(set(given) - set(spec))
     if unknown:
         known = ", ".join(sorted(spec)) or "none"
-        raise CharforgeError(f"{owner} has no option {unknown[0]!r}. Its options: {known}.")
+        close = difflib.get_close_matches(unknown[0], list(spec), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise CharforgeError(f"{owner} has no option {unknown[0]!r}.{hint} Its options: {known}.")
     return {name: opt.parse(owner, name, given[name]) if name in given else opt.default
             for name, opt in spec.items()}

@@ -93,9 +93,10 @@ class Provided:
 
 
 class Registry:
-    """What the plugins provide (cells, optimizers, corpora), collected once per plugin manager."""
+    """What the plugins provide (cells, optimizers, corpora, tasks), collected once per plugin manager."""
 
-    KINDS = {"cell": "register_cells", "optimizer": "register_optimizers", "corpus": "register_corpora"}
+    KINDS = {"cell": "register_cells", "optimizer": "register_optimizers", "corpus": "register_corpora",
+             "task": "register_tasks"}
 
     def __init__(self, pm: PluginManager):
         self.pm = pm

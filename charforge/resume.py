@@ -10,7 +10,9 @@ from charforge.options import resolve_options
 
 # What a resumed run must keep: the model's shape and everything the data position depends on.
 RESUME_FIXED = ARCHITECTURE + ("optimizer", "optimizer_options", "batch_size", "seq_len", "corpus",
-                               "encoding", "errors", "val_fraction")
+                               "task_options", "encoding", "errors", "val_fraction")
+
+_OWNER = {"cell_options": "cell", "optimizer_options": "optimizer", "task_options": "corpus"}  # whose options
 
 
 def resumed_config(config: TrainConfig, overrides: dict, registry) -> TrainConfig:
@@ -18,10 +20,10 @@ def resumed_config(config: TrainConfig, overrides: dict, registry) -> TrainConfi
     itself (:data:`RESUME_FIXED`)."""
     config = dataclasses.replace(config)
     for key, value in overrides.items():
-        if key in ("cell_options", "optimizer_options") and value:
+        if key in _OWNER and value:
             # given options (strings from the command line) are parsed as the run's were, and
             # merged into its full set: `-c init orthogonal` must not reset the other options
-            kind, name = key.removesuffix("_options"), getattr(config, key.removesuffix("_options"))
+            kind, name = key.removesuffix("_options"), getattr(config, _OWNER[key])
             parsed = resolve_options(f"{kind} {name!r}", registry.get(kind, name).obj.options, value)
             value = {**getattr(config, key), **{k: v for k, v in parsed.items() if k in value}}
         if key in RESUME_FIXED and value != getattr(config, key):

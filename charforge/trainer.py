@@ -22,8 +22,7 @@ import torch.nn.functional as F
 
 from charforge.cadence import Cadence
 from charforge.config import TrainConfig
-from charforge.corpora import load_corpus
-from charforge.data import Streams, split
+from charforge.data import training_data
 from charforge.device import pick_device
 from charforge.evaluation import evaluate
 from charforge.errors import CharforgeError
@@ -39,6 +38,7 @@ from charforge.runs.validation import first_nonfinite
 from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.settings import Request, Settings
 from charforge.stopping import catch_signals, divergence_message
+from charforge.tasks.task import IGNORE
 from charforge.threads import ThreadTuner
 
 LN2 = math.log(2)
@@ -67,15 +67,12 @@ class Trainer:
         self.device = pick_device(config.device)
         self.tuner = ThreadTuner.for_device(self.device, config.threads)
 
-        corpus = load_corpus(config.corpus, self.registry, config.encoding, config.errors)
-        self.vocab = corpus.vocab
-        if checkpoint is not None and checkpoint.vocab != corpus.vocab:
+        source = training_data(config, self.registry, self.device)
+        self.vocab, self.task = source.vocab, source.task
+        if checkpoint is not None and checkpoint.vocab != source.vocab:
             raise CharforgeError(f"the corpus {config.corpus!r} has changed since this run started "
                                  f"(its characters differ); resume needs the same text.")
-        train_ids, val_ids = split(corpus.ids, config.val_fraction)
-        self.train_data = Streams(train_ids, config.batch_size, config.seq_len, self.device)
-        self.val_data = Streams.fitting(val_ids, config.batch_size, config.seq_len, self.device) \
-            if config.val_fraction > 0 else None
+        self.train_data, self.val_data = source.train, source.val
 
         torch.manual_seed(config.seed)
         self.model = build_model(config, len(self.vocab), self.registry).to(self.device)
@@ -91,6 +88,7 @@ class Trainer:
         self.last_metrics: dict = {}
         self.state = self.model.initial_state(config.batch_size, self.device)
         self._stop: str | None = None
+        self.outcome: str | None = None  # why the last run() ended: "budget spent", "interrupted"...
         self.phase, self.validation_fraction = "training", 0.0  # what the run does now, for progress displays
         self._final = False  # the validation under way reads all the held-out text
         self.val_windows: int | None = None  # the fixed sample of held-out windows periodic validation reads
@@ -102,10 +100,10 @@ class Trainer:
             self._restore(checkpoint)
             self.directory = Run.of(checkpoint.path, writer)
         elif writer:
-            self.directory = Run.create(runs_root, name or f"{corpus.name}-{config.cell}", name is not None,
+            self.directory = Run.create(runs_root, name or f"{source.name}-{config.cell}", name is not None,
                                         config.to_dict(), self.vocab.to_json())
         else:
-            self.directory = Run(Path(runs_root) / (name or f"{corpus.name}-{config.cell}"), writer=False)
+            self.directory = Run(Path(runs_root) / (name or f"{source.name}-{config.cell}"), writer=False)
         self.run_dir = self.directory.path
         self.metrics = self.directory.metrics_log()
         self._elapsed0, self._progress0 = self.elapsed, self.progress()  # where this process begins
@@ -202,6 +200,7 @@ class Trainer:
             raise
         finally:
             restore_signals()
+        self.outcome = reason
         self.metrics.write("end", reason=reason, **{**self.last_metrics, "step": self.step, "elapsed": self.elapsed})
         hook.on_train_end(trainer=self, reason=reason, metrics=self.last_metrics)
         self.metrics.close()
@@ -220,6 +219,8 @@ class Trainer:
         while self._stop is None:
             if self.window == data.windows:  # a new epoch starts every stream from its beginning
                 self.epoch, self.window = self.epoch + 1, 0
+                self.state = model.initial_state(c.batch_size, self.device)
+            elif not data.carries_state:  # a task's independent sequences: each batch starts afresh
                 self.state = model.initial_state(c.batch_size, self.device)
             step_started = time.perf_counter()
             x, y, t = data.window(self.window, model.uses_time)
@@ -244,7 +245,8 @@ class Trainer:
                 mean = float(loss_sum) / n
                 if not math.isfinite(mean):
                     raise self._diverged(f"the training loss became {mean}")
-                accuracy = float((logits.detach().argmax(-1) == y).float().mean())
+                scored = y != IGNORE
+                accuracy = float((logits.detach().argmax(-1) == y)[scored].float().mean())
                 self.last_metrics = {
                     "step": self.step, "epoch": self.epoch + self.window / data.windows,
                     "loss": mean, "bpc": mean / LN2, "accuracy": accuracy, "lr": lr,
@@ -282,6 +284,8 @@ class Trainer:
             metrics.update(self._validate(final))
             if not math.isfinite(metrics["val_loss"]):
                 raise self._diverged(f"the validation loss became {metrics['val_loss']}")
+        if self.task is not None:
+            metrics.update(self.task.evaluate(self.model, self.vocab, self.device))
         request = Request("", Settings(length=self.config.sample_length, temperature=0.8))
         engine = BatchGenerator(self.model, self.vocab, self.device, precision="float32",
                                 threads=self.tuner.threads)  # a short sample: no tuning of its own
@@ -305,6 +309,8 @@ class Trainer:
             self.directory.prune(self.config.keep_checkpoints)
         self.evals.done(self.elapsed)
         self.saves.done(self.elapsed)
+        if self.task is not None and self._stop is None and self.task.solved(metrics):
+            self._stop = "solved"
 
     def _validate(self, full: bool) -> dict:
         """Validation metrics: the fixed sample's when periodic, all the held-out text's when ``full``

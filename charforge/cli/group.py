@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from charforge.cli import listing, sample, tasks, train
+from charforge.cli import compare, listing, sample, tasks, train
 from charforge.cli.common import Group
 from charforge.version import __version__
 
@@ -18,12 +18,13 @@ def cli():
     charforge train corpus.txt        train on your own text (a file, folder or glob)
     charforge sample runs/corpus-lstm  sample from the trained model
     charforge watch runs/corpus-lstm   follow a run in the terminal UI (also: train/sample --tui)
-    charforge cells / optimizers       what the installed plugins provide
+    charforge compare faith --cell rnn,lstm --hidden-size 8,16   a grid of runs, a table, plots
+    charforge cells / optimizers / tasks   what the installed plugins provide
     """
 
 
-for command in (train.train, sample.sample, train.watch, sample.generate, listing.plugins, listing.cells,
-                listing.optimizers, listing.corpora, tasks.frequency_task):
+for command in (train.train, compare.compare, sample.sample, train.watch, sample.generate, listing.plugins, listing.cells,
+                listing.optimizers, listing.corpora, listing.tasks, tasks.frequency_task):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""``charforge plugins``, ``cells``, ``optimizers`` and ``corpora``: what the installed plugins provide."""
+"""``charforge plugins``, ``cells``, ``optimizers``, ``corpora`` and ``tasks``: what the installed plugins provide."""
 
 from __future__ import annotations
 
@@ -52,3 +52,10 @@ def optimizers(as_json):
 def corpora(as_json):
     """The named corpora the installed plugins provide."""
     _listing("corpus", as_json)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def tasks(as_json):
+    """The tasks the installed plugins provide (train one with `charforge train TASK -T KEY VALUE`)."""
+    _listing("task", as_json)

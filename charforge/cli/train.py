@@ -31,6 +31,9 @@ TRAIN_OPTIONS = [
     click.option("-c", "--cell-option", "cell_options", nargs=2, multiple=True, callback=pairs,
                  metavar="KEY VALUE", help="A cell option, e.g. -c forget_bias 2, or with --cell rnn "
                                            "-c init orthogonal (repeatable; `charforge cells` lists them)."),
+    click.option("-T", "--task-option", "task_options", nargs=2, multiple=True, callback=pairs,
+                 metavar="KEY VALUE", help="An option of a task (CORPUS names one), e.g. palindrome -T length 20 "
+                                           "(repeatable; `charforge tasks` lists them)."),
     _option("--hidden-size", type=int, help="Units per layer."),
     _option("--layers", "num_layers", type=int, help="Stacked recurrent layers."),
     _option("--dropout", type=float, help="Dropout after each layer."),
@@ -75,6 +78,9 @@ def _train_options(fn):
     return fn
 
 
+TRAIN_PARAMS: list[click.Option] = click.command()(_train_options(lambda **options: None)).params  # as objects
+
+
 @click.command()
 @click.argument("corpus", required=False)
 @_train_options
@@ -89,7 +95,8 @@ def _train_options(fn):
 @click.option("--tui", is_flag=True, help="Watch it in the terminal UI: p pause, s stop and save, n sample now.")
 @click.pass_context
 def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
-    """Train a model on CORPUS: a text file, a folder, a glob, or a named corpus (`charforge corpora`)."""
+    """Train a model on CORPUS: a text file, a folder, a glob, a named corpus (`charforge corpora`), or a
+    task (`charforge tasks`)."""
     if tui:
         from charforge.tui import commands
 
@@ -108,7 +115,12 @@ def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
     else:
         if corpus is None:
             raise click.UsageError("give a CORPUS to train on, or --resume a run.")
-        config = TrainConfig(corpus=corpus, **overrides)
+        from charforge.plugins import Registry
+        from charforge.data import target_defaults
+
+        registry = Registry(pm)
+        config = TrainConfig(corpus=corpus, **{**target_defaults(corpus, overrides.get("task_options"), registry),
+                                               **overrides})
         trainer = Trainer(config, pm=pm, runs_root=runs_dir, name=name)
     trainer.run()
 

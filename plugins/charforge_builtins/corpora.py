@@ -21,6 +21,18 @@ def _strip_gutenberg(text: str) -> str:
     return (text[:end] if end >= 0 else text).strip() + "\n"
 
 
+FAITH = "All the faith he had had had had no effect on the outcome of his life."
+AMAZON = "Amazon is river."
+ACKNOWLEDGEMENT = "Acknowledgement"
+
+
+def sentence_settings(text: str) -> dict:
+    """How a sentence is memorised: the whole of it as one window of one stream, every character
+    trained on (nothing held out), one-hot input, a constant learning rate."""
+    return {"batch_size": 1, "seq_len": len(text) - 1, "val_fraction": 0.0, "embedding_dim": 0,
+            "schedule": "constant", "sample_length": len(text) - 1}
+
+
 CORPORA = [
     NamedCorpus(
         "tiny-shakespeare",
@@ -44,10 +56,10 @@ CORPORA = [
         files=stdlib_files,
     ),
     NamedCorpus("faith", "The memorisation sentence of the seed report.",
-                text="All the faith he had had had had no effect on the outcome of his life."),
-    NamedCorpus("amazon", "A seed sentence for memorisation.", text="Amazon is river."),
+                text=FAITH, defaults=sentence_settings(FAITH)),
+    NamedCorpus("amazon", "A seed sentence for memorisation.", text=AMAZON, defaults=sentence_settings(AMAZON)),
     NamedCorpus("acknowledgement", "A seed word: prime with 'Acknowl', expect 'edgement'.",
-                text="Acknowledgement"),
+                text=ACKNOWLEDGEMENT, defaults=sentence_settings(ACKNOWLEDGEMENT)),
 ]
 
 

@@ -1,0 +1,117 @@
+"""A grid's plots, drawn with matplotlib into PNG files: the loss against steps and against seconds
+(one line per configuration, the band spanning its seeds), and for each numeric axis swept, the
+grid's metric at the end against that axis (one line per combination of the other axes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from charforge.experiments.grid import Grid, label
+from charforge.experiments.summary import timeline
+from charforge.runs.directory import Run
+
+NAMES = {"loss": "training loss (nats/char)", "val_loss": "validation loss (nats/char)",
+         "accuracy": "accuracy", "val_accuracy": "held-out accuracy", "solved_step": "steps to reproduce"}
+
+
+def _number(value) -> float | None:
+    """A numeric axis's value (an option given as text, ``-T length 5``, counts), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no window, whatever the machine has
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _curves(grid: Grid, directory: Path, x: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Per configuration, each seed's training loss against ``x`` (``step`` or ``elapsed``)."""
+    out: dict[str, list] = {}
+    for point in grid.points():
+        steps = [e for e in timeline(Run(directory / point.name).events()) if e["event"] == "step"]
+        if steps:
+            out.setdefault(point.configuration, []).append(
+                (np.array([e[x] for e in steps], float), np.array([e["loss"] for e in steps], float)))
+    return out
+
+
+def _band(runs: list[tuple[np.ndarray, np.ndarray]]):
+    """Mean, lowest and highest over seeds, each seed interpolated onto one axis (and absent past its end)."""
+    grid = np.unique(np.concatenate([xs for xs, _ in runs]))
+    ys = np.array([np.where((grid >= xs[0]) & (grid <= xs[-1]), np.interp(grid, xs, y), np.nan) for xs, y in runs])
+    with np.errstate(all="ignore"):
+        return grid, np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
+
+
+def loss_curves(grid: Grid, directory: Path) -> list[Path]:
+    """``loss_steps.png`` and ``loss_seconds.png``."""
+    plt = _pyplot()
+    written = []
+    for x, name, xlabel in (("step", "loss_steps.png", "step"), ("elapsed", "loss_seconds.png", "seconds")):
+        curves = _curves(grid, directory, x)
+        if not curves:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for configuration, runs in curves.items():
+            xs, mean, low, high = _band(runs)
+            (line,) = ax.plot(xs, mean, label=configuration, linewidth=1.2)
+            if len(runs) > 1:
+                ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(NAMES["loss"])
+        ax.set_title(f"{grid.target}: training loss" + (", band over seeds" if len(grid.seeds) > 1 else ""))
+        if len(curves) <= 12:
+            ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(directory / name, dpi=110)
+        plt.close(fig)
+        written.append(directory / name)
+    return written
+
+
+def sweeps(grid: Grid, directory: Path, rows: list[dict], metric: str) -> list[Path]:
+    """``METRIC_vs_AXIS.png`` for each numeric axis of two or more values: the mean over seeds (error
+    bars: their spread) against the axis, one line per combination of the other axes."""
+    plt = _pyplot()
+    figure = "accuracy" if metric == "val_accuracy" else metric  # the summary's name for it
+    written = []
+    for axis, values in grid.axes.items():
+        if len(values) < 2 or not all(_number(v) is not None for v in values):
+            continue
+        others = [a for a in grid.axes if a != axis]
+        lines: dict[str, dict[float, list[float]]] = {}
+        for row in rows:
+            if isinstance(row.get(figure), (int, float)):
+                key = label({a: row[a] for a in others}) or grid.target
+                lines.setdefault(key, {}).setdefault(_number(row[axis]), []).append(row[figure])
+        if not lines:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for key, by_value in lines.items():
+            xs = sorted(by_value)
+            means = [np.mean(by_value[v]) for v in xs]
+            spread = [np.std(by_value[v]) for v in xs]
+            ax.errorbar(xs, means, yerr=spread if any(spread) else None, marker="o", capsize=3, label=key)
+        ax.set_xlabel(axis.replace("_", "-"))
+        ax.set_ylabel(NAMES.get(metric, metric))
+        ax.set_title(f"{grid.target}: {NAMES.get(metric, metric)} at the end, against {axis.replace('_', '-')}")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = directory / f"{metric}_vs_{axis.replace('.', '-')}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

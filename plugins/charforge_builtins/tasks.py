@@ -1,0 +1,114 @@
+"""Built-in tasks: the palindrome test of long memory, and memorising one sentence.
+
+* ``palindrome``: the model reads the first T-1 digits of a palindrome of length T and predicts the
+  last, which equals the first: it must remember T-1 steps back. The metric is the held-out
+  accuracy of that digit (``val_accuracy``); guessing scores 10%.
+* ``memorise``: one sentence, learned until greedy sampling from its first character gives back the
+  whole sentence; the metric is the step of the first exact reproduction (``reproduced`` turns 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from charforge.errors import CharforgeError
+from charforge.hookspecs import hookimpl
+from charforge.options import Option
+from charforge.sampling.engine import BatchGenerator
+from charforge.sampling.settings import Request, Settings
+from charforge.tasks.task import IGNORE, Sequences, Task, TaskData
+from charforge.vocab import Vocab, build_and_encode
+from charforge_builtins.corpora import CORPORA, sentence_settings
+
+DIGITS = Vocab(list("0123456789"))
+
+
+def palindromes(count: int, length: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` random digit palindromes of ``length``, (count, length) int64: a random first half,
+    mirrored."""
+    half = torch.randint(10, (count, math.ceil(length / 2)), generator=generator)
+    return torch.cat([half, half[:, : length // 2].flip(1)], dim=1)
+
+
+class Palindrome(Task):
+    name = "palindrome"
+    help = "Predict the last digit of a palindrome of length T from the first T-1 (memory over T steps)."
+    metric = "val_accuracy"
+    options = {
+        "length": Option(10, "T, the palindrome's length (at least 2)."),
+        "samples": Option(100_000, "Training palindromes, drawn once from the seed (an epoch reads them all)."),
+        "test_samples": Option(2_000, "Held-out palindromes, drawn from another stream of the seed."),
+    }
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        for name, least in (("length", 2), ("samples", 1), ("test_samples", 1)):
+            if settings[name] < least:
+                raise CharforgeError(f"task 'palindrome' option {name!r} must be at least {least}, "
+                                     f"not {settings[name]}.")
+
+    def defaults(self) -> dict:
+        return {"hidden_size": 128, "batch_size": 128, "embedding_dim": 0, "lr": 1e-3, "sample_length": 20}
+
+    def data(self, batch_size, seq_len, seed, device) -> TaskData:
+        length = self.settings["length"]
+
+        def batches(stream: int, count: int) -> Sequences:
+            def make(i: int):
+                generator = torch.Generator().manual_seed(hash((seed, stream, i)) % 2**63)
+                rows = palindromes(batch_size, length, generator)
+                targets = torch.full((batch_size, length - 1), IGNORE)
+                targets[:, -1] = rows[:, -1]
+                return rows[:, :-1], targets
+            return Sequences(make, max(count // batch_size, 1), batch_size, length - 1, device)
+
+        return TaskData(DIGITS, batches(0, self.settings["samples"]), batches(1, self.settings["test_samples"]))
+
+
+def _sentence(value: str) -> str:
+    named = {c.name: c.text for c in CORPORA if c.text is not None}
+    return named.get(value, value)
+
+
+class Memorise(Task):
+    name = "memorise"
+    help = "Learn one sentence until greedy sampling from its first character reproduces it exactly."
+    metric = "solved_step"
+    options = {
+        "sentence": Option("faith", "The sentence itself, or a seed sentence's name (faith, amazon, "
+                                    "acknowledgement)."),
+        "stop": Option(True, "Stop training at the first exact reproduction."),
+    }
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        self.text = _sentence(settings["sentence"])
+        if len(self.text) < 2:
+            raise CharforgeError("task 'memorise' needs a sentence of at least 2 characters.")
+
+    def defaults(self) -> dict:
+        return {**sentence_settings(self.text), "hidden_size": 32, "eval_every": 10}
+
+    def data(self, batch_size, seq_len, seed, device) -> TaskData:
+        from charforge.data import Streams  # here: loading the plugins (to sample, say) needs no training data
+
+        vocab, ids = build_and_encode(self.text)
+        return TaskData(vocab, Streams(ids, batch_size, seq_len, device), None)
+
+    def evaluate(self, model, vocab, device) -> dict:
+        engine = BatchGenerator(model, vocab, device, precision="float32", threads=torch.get_num_threads())
+        request = Request(self.text[0], Settings(length=len(self.text) - 1, greedy=True))
+        got = self.text[0] + next(engine.run([request], seed=0)).text
+        right = next((i for i, (a, b) in enumerate(zip(got, self.text)) if a != b), len(self.text))
+        return {"reproduced": float(got == self.text), "matched": right / len(self.text)}
+
+    def solved(self, metrics) -> bool:
+        return self.settings["stop"] and metrics.get("reproduced") == 1.0
+
+
+@hookimpl
+def register_tasks(register):
+    register(Palindrome)
+    register(Memorise)
