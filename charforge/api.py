@@ -263,7 +263,8 @@ def train(corpus: str | Path | None = None, *, resume: str | Path | None = None,
           **options: Any) -> TrainResult:
     """Train a model, as ``charforge train`` does, and return where the run lives.
 
-    ``corpus``: a text file, folder, glob or named corpus. ``options``: any
+    ``corpus``: a text file, folder, glob, named corpus or task (whose settings it suits are the
+    defaults, as on the command line). ``options``: any
     :class:`~charforge.config.TrainConfig` field (``hidden_size=256``, ``steps=1000``,
     ``cell_options={"init": "orthogonal"}``...; ``layers`` and ``keep`` also work, as on the
     command line). ``resume``: a run directory or checkpoint to continue instead.
@@ -289,10 +290,10 @@ def train(corpus: str | Path | None = None, *, resume: str | Path | None = None,
     else:
         if corpus is None:
             raise CharforgeError("give a corpus to train on, or resume= a run.")
-        try:
-            config = TrainConfig(corpus=str(corpus), **overrides)
-        except TypeError as exc:
-            raise CharforgeError(f"invalid training options: {exc}.") from None
+        from charforge.data import run_config
+        from charforge.plugins import Registry
+
+        config = run_config({"corpus": str(corpus), **overrides}, Registry(pm))
         trainer = Trainer(config, pm=pm, runs_root=runs_dir, name=name)
     metrics = trainer.run()
     return TrainResult(Path(trainer.run_dir), dict(metrics), trainer.config)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from charforge.config import TrainConfig
 from charforge.corpora import load_corpus
 from charforge.errors import CharforgeError
 from charforge.options import resolve_options
@@ -111,3 +112,11 @@ def target_defaults(target: str, task_options: dict | None, registry) -> dict[st
     if target in registry.names("corpus"):
         return dict(registry.get("corpus", target).obj.defaults or {})
     return {}
+
+
+def run_config(settings: dict[str, Any], registry) -> TrainConfig:
+    """The whole configuration of a new run: TrainConfig's defaults, overlaid with what
+    ``settings["corpus"]`` suits (:func:`target_defaults`), overlaid with ``settings``; each field's
+    type and value checked."""
+    defaults = target_defaults(settings["corpus"], settings.get("task_options"), registry)
+    return TrainConfig.from_dict({**defaults, **settings}).check()

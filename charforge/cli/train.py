@@ -115,12 +115,10 @@ def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
     else:
         if corpus is None:
             raise click.UsageError("give a CORPUS to train on, or --resume a run.")
+        from charforge.data import run_config
         from charforge.plugins import Registry
-        from charforge.data import target_defaults
 
-        registry = Registry(pm)
-        config = TrainConfig(corpus=corpus, **{**target_defaults(corpus, overrides.get("task_options"), registry),
-                                               **overrides})
+        config = run_config({"corpus": corpus, **overrides}, Registry(pm))
         trainer = Trainer(config, pm=pm, runs_root=runs_dir, name=name)
     trainer.run()
 
@@ -128,7 +126,10 @@ def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
 @click.command()
 @click.argument("run_dir")
 def watch(run_dir):
-    """Follow RUN_DIR's training in the terminal UI; quitting leaves the run going."""
+    """Follow RUN_DIR's training in the terminal UI; quitting leaves the run going.
+
+    RUN_DIR may also be a grid's directory (made by charforge compare): its loss curves, its points
+    and its summary table, live."""
     from charforge.tui import commands
 
     commands.watch(run_dir)

@@ -28,9 +28,9 @@ ACKNOWLEDGEMENT = "Acknowledgement"
 
 def sentence_settings(text: str) -> dict:
     """How a sentence is memorised: the whole of it as one window of one stream, every character
-    trained on (nothing held out), one-hot input, a constant learning rate."""
+    trained on (nothing held out), one-hot input."""
     return {"batch_size": 1, "seq_len": len(text) - 1, "val_fraction": 0.0, "embedding_dim": 0,
-            "schedule": "constant", "sample_length": len(text) - 1}
+            "sample_length": len(text) - 1}
 
 
 CORPORA = [
