@@ -9,8 +9,8 @@ from pathlib import Path
 
 from charforge.experiments.grid import Grid
 from charforge.experiments.plots import loss_curves, sweeps
-from charforge.experiments.runner import FINISHED, Planned, cores, plan, run_points
-from charforge.experiments.summary import point_figures, write_summary
+from charforge.experiments.runner import Planned, cores, plan, run_points
+from charforge.experiments.summary import FINISHED, point_figures, write_summary
 from charforge.runs.directory import Run
 
 

@@ -23,10 +23,10 @@ from charforge.config import TrainConfig
 from charforge.errors import CharforgeError
 from charforge.experiments.check import check_point
 from charforge.experiments.grid import Grid, Point
+from charforge.experiments.summary import FINISHED
 from charforge.resume import RESUME_FIXED
 from charforge.runs.directory import Run
 
-FINISHED = ("budget spent", "solved", "budget already spent")
 HOW_NOT_WHAT = ("threads", "device")  # how a point runs, not what it is: a change does not make it another
 
 

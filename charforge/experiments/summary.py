@@ -14,6 +14,7 @@ from charforge.runs.directory import Run
 from charforge.runs.files import atomic_write
 
 LN2 = math.log(2)
+FINISHED = ("budget spent", "solved", "budget already spent")  # how a finished point's run ended
 FIGURES = ("parameters", "loss", "best_loss", "bpc", "val_loss", "best_val_loss", "val_bpc", "accuracy",
            "solved_step", "solved_seconds", "target_step", "target_seconds", "steps", "seconds", "wall")
 SHOWN = {"parameters": "params", "loss": "loss", "best_loss": "best loss", "val_loss": "val loss",

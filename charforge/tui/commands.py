@@ -73,11 +73,24 @@ def _train_screen(source):
 
 
 def watch(run_dir: str) -> None:
-    """``charforge watch RUN_DIR``: follow a run started elsewhere; quitting leaves it going."""
+    """``charforge watch PATH``: follow a run started elsewhere, or a grid (``charforge compare``'s
+    directory, which holds a grid.json) on the grid screen; quitting leaves either going."""
+    from charforge.tui.sources.grid import GridDirectory, is_grid
+
+    if is_grid(run_dir):
+        grid = GridDirectory(run_dir)
+        run_app(lambda: _grid_screen(grid))
+        return
     from charforge.tui.sources.tail import AttachedRun
 
     source = AttachedRun(run_dir)
     run_app(lambda: _train_screen(source))
+
+
+def _grid_screen(source):
+    from charforge.tui.screens.grid import GridScreen
+
+    return GridScreen(source)
 
 
 def sample(target: str, which: str, device: str, prompt: str, settings, seed: int | None,

@@ -5,6 +5,7 @@ for the screen another 5-20 ms, too long for the event loop. So ``redraw`` build
 thread worker from a downsampled copy of the history, and the widget serves the finished
 lines (Textual's line API); nothing is built when nothing changed. The step axis gets ticks of
 its own, at whole steps: plotext spaces its ticks evenly, which early in a run falls between steps.
+A subclass draws other lines by overriding ``lines`` (the grid screen's, one per configuration).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def integer_ticks(low: float, high: float, most: int) -> list[int]:
 
 
 class LossPlot(PlotextPlot):
+    xlabel = "step"
+    whole_x = True  # ticks at whole numbers (steps); False leaves the ticks to plotext (seconds)
+    legend = True
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.train: list[tuple[float, float]] = []
@@ -55,33 +60,39 @@ class LossPlot(PlotextPlot):
     def on_resize(self) -> None:
         self._wanted += 1
 
+    def lines(self) -> list[tuple[str, list, object]]:
+        """(label, points, plotext colour) of each line to draw: here the train and validation loss."""
+        return [("train", self.train, "cyan"), ("validation", self.val, "orange")]
+
     def redraw(self) -> None:
         """Build the figure in a thread if the data or the size changed since the last one."""
         width, height = self.content_size
         if self._building or self._drawn == self._wanted or width < 10 or height < 4:
             return
-        if not self.train and not self.val:
+        lines = [(label, list(points), color) for label, points, color in self.lines() if points]
+        if not lines:
             return
         self._building = True
         theme = self._get_plotext_theme_name(self.app.theme) if self.theme == "auto" else self.theme
-        self._build(self._wanted, list(self.train), list(self.val), self.unit, width, height, theme)
+        self._build(self._wanted, lines, (self.unit, self.xlabel, self.whole_x, self.legend), width, height, theme)
 
     @work(thread=True, group="plot", exit_on_error=False)
-    def _build(self, wanted: int, train: list, val: list, unit: str, width: int, height: int, theme: str) -> None:
+    def _build(self, wanted: int, lines: list, axes: tuple, width: int, height: int, theme: str) -> None:
+        unit, xlabel, whole_x, legend = axes
         try:
             plt = Plot()
             plt.theme(theme)
             plt.plotsize(width, height)
             plt._set_size(width, height)  # as PlotextPlot.render does: plotsize alone does not stick
-            for series, label, color in ((train, "train", "cyan"), (val, "validation", "orange")):
-                if series:
-                    plt.plot([p[0] for p in series], [p[1] for p in series], label=label, marker="braille",
-                             color=color)
-            steps = [p[0] for series in (train, val) for p in series]
-            room = len(str(int(max(steps)))) + 4  # columns per label, so that labels never touch
-            ticks = integer_ticks(min(steps), max(steps), max(2, (width - 10) // room))
-            plt.xticks(ticks, [str(t) for t in ticks])
-            plt.xlabel("step")
+            for label, series, color in lines:
+                plt.plot([p[0] for p in series], [p[1] for p in series], label=label if legend else None,
+                         marker="braille", color=color)
+            if whole_x:
+                steps = [p[0] for _, series, _ in lines for p in series]
+                room = len(str(int(max(steps)))) + 4  # columns per label, so that labels never touch
+                ticks = integer_ticks(min(steps), max(steps), max(2, (width - 10) // room))
+                plt.xticks(ticks, [str(t) for t in ticks])
+            plt.xlabel(xlabel)
             plt.ylabel(unit)
             text = Text.from_ansi(plt.build())
         except Exception as exc:  # noqa: BLE001 - a plot that cannot be drawn must not take the UI down
