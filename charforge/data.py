@@ -82,6 +82,7 @@ class TrainingData:
     train: Any  # Streams, or charforge.tasks.task.Sequences
     val: Any | None
     task: Any | None = None  # a charforge.tasks.task.Task
+    input_size: Any | None = None  # a task's TaskData.input_size: inputs that are vectors
 
 
 def training_data(config, registry, device) -> TrainingData:
@@ -92,7 +93,7 @@ def training_data(config, registry, device) -> TrainingData:
         config.task_options = resolve_options(f"task {config.corpus!r}", cls.options, config.task_options)
         task = cls(**config.task_options)
         data = task.data(config.batch_size, config.seq_len, config.seed, device)
-        return TrainingData(config.corpus, data.vocab, data.train, data.val, task)
+        return TrainingData(config.corpus, data.vocab, data.train, data.val, task, data.input_size)
     if config.task_options:
         raise CharforgeError(f"-T sets a task's option, but {config.corpus!r} is a corpus, not a task "
                              f"(tasks: {', '.join(registry.names('task')) or 'none'}).")

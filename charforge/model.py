@@ -14,11 +14,13 @@ class CharModel(nn.Module):
 
     def __init__(self, vocab_size: int, cell: type[Cell], hidden_size: int, num_layers: int = 1,
                  dropout: float = 0.0, embedding_dim: int = 0, output_bias: bool = True,
-                 cell_options: dict | None = None):
+                 cell_options: dict | None = None, input_size: int | None = None):
+        """``input_size``: inputs that are vectors of this width (a task's values), not character ids."""
         super().__init__()
         self.vocab_size = vocab_size
-        self.embed = nn.Embedding(vocab_size, embedding_dim) if embedding_dim else None
-        sizes = [embedding_dim or vocab_size] + [hidden_size] * (num_layers - 1)
+        self.input_size = input_size
+        self.embed = nn.Embedding(vocab_size, embedding_dim) if embedding_dim and not input_size else None
+        sizes = [input_size or embedding_dim or vocab_size] + [hidden_size] * (num_layers - 1)
         self.layers = nn.ModuleList(cell(size, hidden_size, **(cell_options or {})) for size in sizes)
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size, bias=output_bias)
@@ -29,6 +31,8 @@ class CharModel(nn.Module):
         return [layer.initial_state(batch, device=device, dtype=dtype) for layer in self.layers]
 
     def _inputs(self, tokens: Tensor) -> Tensor:
+        if self.input_size:
+            return tokens.to(self.head.weight.dtype)
         if self.embed is not None:
             return self.embed(tokens)
         return F.one_hot(tokens, self.vocab_size).to(self.head.weight.dtype)
@@ -71,12 +75,14 @@ def detach_state(state: list[State]) -> list[State]:
     return [tuple(s.detach() for s in layer) for layer in state]
 
 
-def build_model(config, vocab_size: int, registry) -> CharModel:
-    """The model a :class:`~charforge.config.TrainConfig` describes, its cell taken from the plugins."""
+def build_model(config, vocab_size: int, registry, input_size=None) -> CharModel:
+    """The model a :class:`~charforge.config.TrainConfig` describes, its cell taken from the plugins;
+    ``input_size``: a task's ``TaskData.input_size``, for inputs that are vectors."""
     from charforge.options import resolve_options
 
     cell = registry.get("cell", config.cell).obj
     options = resolve_options(f"cell {config.cell!r}", cell.options, config.cell_options)
     config.cell_options = options
     return CharModel(vocab_size, cell, config.hidden_size, config.num_layers, config.dropout,
-                     config.embedding_dim, config.output_bias, options)
+                     config.embedding_dim, config.output_bias, options,
+                     input_size(cell.uses_time) if input_size else None)

@@ -8,7 +8,8 @@ from typing import Callable, Iterable
 
 import torch
 
-from charforge.options import Option
+from charforge.errors import CharforgeError
+from charforge.options import Option, resolve_options
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,14 @@ def clip_gradients(params: Iterable[torch.Tensor], mode: str, value: float) -> t
     if mode == "value":
         torch.nn.utils.clip_grad_value_(params, value, foreach=True)
     return norm
+
+
+def build_optimizer(config, model: torch.nn.Module, registry) -> torch.optim.Optimizer:
+    """The configured optimizer over ``model``'s parameters; fills in ``config.optimizer_options``."""
+    spec = registry.get("optimizer", config.optimizer).obj
+    config.optimizer_options = resolve_options(f"optimizer {config.optimizer!r}", spec.options,
+                                               config.optimizer_options)
+    try:
+        return spec.build(model.parameters(), lr=config.lr, **config.optimizer_options)
+    except ValueError as exc:  # the optimizer's own range checks, e.g. torch's "Invalid epsilon value: -1"
+        raise CharforgeError(f"optimizer {config.optimizer!r} rejects its options: {exc}") from None

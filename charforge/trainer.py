@@ -5,7 +5,7 @@ checkpoint), ``run`` loops over windows until the budget is spent, ``validate_an
 ``save`` do what they say. Nothing here prints: the console output is a plugin like any other.
 :class:`Trainer` runs past 200 lines on purpose: the loop, its bookkeeping and its checkpoints
 stay in one class so that the whole of training reads in one sitting; what is not the loop's
-(building the optimizer) is a function below it; evaluation is :mod:`charforge.evaluation`'s,
+(building the optimizer) is :mod:`charforge.optim`'s; evaluation is :mod:`charforge.evaluation`'s,
 the resume rules :mod:`charforge.resume`'s, signals and the divergence message
 :mod:`charforge.stopping`'s, and the tensor layout of a checkpoint :mod:`charforge.runs.checkpoint`'s.
 """
@@ -27,8 +27,7 @@ from charforge.device import pick_device
 from charforge.evaluation import evaluate
 from charforge.errors import CharforgeError
 from charforge.model import build_model, detach_state
-from charforge.optim import Schedule, clip_gradients
-from charforge.options import resolve_options
+from charforge.optim import Schedule, build_optimizer, clip_gradients
 from charforge.plugins import Registry, make_plugin_manager
 from charforge.resume import resumed_config
 from charforge.runs.checkpoint import (Checkpoint, load_checkpoint, require_plugins, restore_carry, restore_model,
@@ -75,7 +74,7 @@ class Trainer:
         self.train_data, self.val_data = source.train, source.val
 
         torch.manual_seed(config.seed)
-        self.model = build_model(config, len(self.vocab), self.registry).to(self.device)
+        self.model = build_model(config, len(self.vocab), self.registry, source.input_size).to(self.device)
         self.optimizer = build_optimizer(config, self.model, self.registry)
         self.provenance = {role: self.registry.get(role, getattr(config, role)).provenance()
                            for role in ("cell", "optimizer")}
@@ -286,10 +285,12 @@ class Trainer:
                 raise self._diverged(f"the validation loss became {metrics['val_loss']}")
         if self.task is not None:
             metrics.update(self.task.evaluate(self.model, self.vocab, self.device))
-        request = Request("", Settings(length=self.config.sample_length, temperature=0.8))
-        engine = BatchGenerator(self.model, self.vocab, self.device, precision="float32",
-                                threads=self.tuner.threads)  # a short sample: no tuning of its own
-        sample = next(engine.run([request], seed=self.step)).text
+        sample = ""
+        if self.task is None or self.task.text:
+            request = Request("", Settings(length=self.config.sample_length, temperature=0.8))
+            engine = BatchGenerator(self.model, self.vocab, self.device, precision="float32",
+                                    threads=self.tuner.threads)  # a short sample: no tuning of its own
+            sample = next(engine.run([request], seed=self.step)).text
         self._tick()  # the checkpoint's clock counts the validation
         # The best is judged on the fixed sample, the one figure every validation of the run measures;
         # without held-out text the newest model counts as the best, and best_val stays unknown (inf).
@@ -388,13 +389,3 @@ class Trainer:
     def _diverged(self, what: str) -> TrainingDiverged:
         return TrainingDiverged(divergence_message(what, self.step, self.config, self.directory))
 
-
-def build_optimizer(config: TrainConfig, model: torch.nn.Module, registry: Registry) -> torch.optim.Optimizer:
-    """The configured optimizer over ``model``'s parameters; fills in ``config.optimizer_options``."""
-    spec = registry.get("optimizer", config.optimizer).obj
-    config.optimizer_options = resolve_options(f"optimizer {config.optimizer!r}", spec.options,
-                                               config.optimizer_options)
-    try:
-        return spec.build(model.parameters(), lr=config.lr, **config.optimizer_options)
-    except ValueError as exc:  # the optimizer's own range checks, e.g. torch's "Invalid epsilon value: -1"
-        raise CharforgeError(f"optimizer {config.optimizer!r} rejects its options: {exc}") from None

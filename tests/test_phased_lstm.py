@@ -302,35 +302,63 @@ def test_waves_are_what_the_task_says():
 
 
 @pytest.mark.parametrize("name", ["phased-lstm", "lstm"])
-def test_masked_forward_ignores_padding(registry, name):
-    """A left-padded batch ends in the state each sequence reaches alone, for any cell."""
-    from charforge.tasks.frequency import SequenceClassifier, features, make_waves
+def test_the_frequency_task_gives_each_cell_its_inputs_and_scores_the_last_sample(registry, name):
+    """A timed cell reads the value with the timestamp as its clock, a time-blind one the value and
+    t / 100; every wave of a batch has the batch's length; only the last sample is scored."""
+    from charforge.tasks.frequency import TIME_SCALE, Frequency
+    from charforge.tasks.task import IGNORE
 
-    w = make_waves(6, min_points=3, max_points=12, seed=5)
-    cell = registry.get("cell", name).obj
-    torch.manual_seed(0)
-    model = SequenceClassifier(cell, 1 if cell.uses_time else 2, 8, num_layers=2).double()
-    model.eval()
-    x = features(w, model.uses_time).double()
-    together = model(x, w.times, w.mask)
-    for i in range(len(w)):
-        n = int(w.lengths[i])
-        alone = model(x[i:i + 1, -n:], w.times[i:i + 1, -n:], w.mask[i:i + 1, -n:])
-        assert torch.allclose(together[i], alone[0], atol=1e-10)
+    task = Frequency(samples=64, test_samples=32, min_points=5, max_points=30)
+    data = task.data(8, 0, seed=4, device="cpu")
+    uses_time = registry.get("cell", name).obj.uses_time
+    lengths = set()
+    for i in range(data.train.windows):
+        x, y, t = data.train.window(i, uses_time)
+        assert x.shape[:2] == y.shape == (8, x.shape[1]) and x.shape[2] == data.input_size(uses_time)
+        assert x.shape[2] == (1 if uses_time else 2) and 5 <= x.shape[1] <= 30
+        assert (y[:, :-1] == IGNORE).all() and set(y[:, -1].tolist()) == {0, 1}
+        if uses_time:
+            assert t.dtype == torch.float64 and (t.diff(dim=1) >= 0).all()
+        else:
+            assert t is None or torch.allclose(x[..., 1].double(), data.train.window(i, True)[2] / TIME_SCALE,
+                                               atol=1e-6)
+        lengths.add(x.shape[1])
+    assert len(lengths) > 1  # each batch draws its own length
+    assert torch.equal(data.train.window(3, uses_time)[0], data.train.window(3, uses_time)[0])
 
 
-def test_frequency_task_command(monkeypatch):
+def test_a_frequency_run_trains_through_the_trainer_and_cannot_be_sampled(tmp_path):
+    from charforge.cli import cli
+    from charforge.data import run_config
+    from charforge.plugins import Registry, make_plugin_manager
+    from charforge.trainer import Trainer
+
+    pm = make_plugin_manager(block=["console"])
+    config = run_config({"corpus": "frequency", "cell": "phased-lstm", "steps": 20, "hidden_size": 8,
+                         "task_options": {"samples": 64, "test_samples": 64, "max_points": 20}}, Registry(pm))
+    trainer = Trainer(config, pm=pm, runs_root=tmp_path, name="f")
+    metrics = trainer.run()
+    assert 0 <= metrics["val_accuracy"] <= 1 and trainer.model.layers[0].input_size == 1
+    result = CliRunner().invoke(cli, ["sample", str(tmp_path / "f")])
+    assert result.exit_code == 1 and "learned the task 'frequency', whose inputs are not characters" in result.output
+    resumed = Trainer.resume(tmp_path / "f", {"steps": 25}, pm=pm)
+    resumed.run()
+    assert resumed.step == 25
+
+
+def test_frequency_task_command(tmp_path):
     """The tiny version of `charforge frequency-task`: both models train and are scored on held-out
     waves. (At full size, Phased LSTM wins clearly: see the README.)"""
     from charforge.cli import cli
 
     result = CliRunner().invoke(cli, ["frequency-task", "--steps", "60", "--samples", "256", "--test-samples",
                                       "200", "--max-points", "40", "--hidden-size", "16", "--threads", "1",
-                                      "--seed", "1", "--json"])
+                                      "--seed", "1", "--json", "--runs-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     import json
 
     report = json.loads(result.output.strip().splitlines()[-1])
     for name in ("phased-lstm", "lstm"):
         assert 0 <= report[name]["accuracy"] <= 1 and report[name]["seconds"] > 0
+        assert (tmp_path / f"frequency-{name}" / "checkpoints" / "best.safetensors").is_file()
     assert report["settings"]["steps"] == 60

@@ -107,13 +107,13 @@ class Parity(Task):
     def data(self, batch_size, seq_len, seed, device):
         bits = self.settings["bits"]
 
-        def make(i):
+        def make(i, with_time):
             x = torch.randint(2, (batch_size, bits), generator=torch.Generator().manual_seed(seed + i))
             y = torch.full_like(x, IGNORE)
             y[:, -1] = x.sum(1) % 2
-            return x, y
+            return x, y, None
         return TaskData(Vocab(["0", "1"]), Sequences(make, 20, batch_size, bits, device),
-                        Sequences(lambda i: make(1000 + i), 2, batch_size, bits, device))
+                        Sequences(lambda i, with_time: make(1000 + i, with_time), 2, batch_size, bits, device))
 
 
 class ParityPlugin:

@@ -98,7 +98,8 @@ def _compare_options(fn):
 @click.option("--name", help="The grid's name: its runs go to RUNS_DIR/NAME. [default: TARGET-compare]")
 @click.option("--runs-dir", default="runs", show_default=True, help="Where run directories go.")
 @click.option("--jobs", "-j", type=click.IntRange(1), default=1, show_default=True,
-              help="Points trained at once, each in a worker process with cores/jobs threads.")
+              help="Points trained at once, each in a worker process with cores/jobs threads (one job: "
+                   "adaptive threads).")
 @click.option("--target-loss", type=float, help="Also report the steps and seconds each run took to reach "
                                                  "this training loss (nats/char).")
 @click.option("--metric", help="The figure plotted against numeric axes [default: the task's; else val_loss].")
@@ -143,8 +144,9 @@ class Report:
     def planned(self, total: int, to_train: int, jobs: int, threads: int) -> None:
         if self.quiet:
             return
+        each = "adaptive threads" if threads == 0 else f"{threads} thread{'s' * (threads != 1)} each"
         click.echo(f"{total} points: {total - to_train} finished before, {to_train} to train, "
-                   f"{jobs} at a time with {threads} thread{'s' * (threads != 1)} each")
+                   f"{jobs} at a time with {each}")
         if to_train and sys.stderr.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -9,7 +9,7 @@ from charforge.config import TrainConfig
 from charforge.data import run_config, training_data
 from charforge.errors import CharforgeError
 from charforge.model import build_model
-from charforge.trainer import build_optimizer
+from charforge.optim import build_optimizer
 
 
 def check_point(name: str, settings: dict, registry) -> TrainConfig:
@@ -18,7 +18,7 @@ def check_point(name: str, settings: dict, registry) -> TrainConfig:
         config = run_config(settings, registry)
         with torch.no_grad():
             data = training_data(config, registry, torch.device("cpu"))
-            build_optimizer(config, build_model(config, len(data.vocab), registry), registry)
+            build_optimizer(config, build_model(config, len(data.vocab), registry, data.input_size), registry)
     except CharforgeError as exc:
         raise CharforgeError(f"point {name}: {exc}") from None
     return config

@@ -47,7 +47,9 @@ def run_grid(grid: Grid, directory: Path, jobs: int = 1, metric: str | None = No
 
     report = report or QuietReport()
     registry = Registry(pm if pm is not None else make_plugin_manager(block=["console"]))
-    threads = max(1, cores() // jobs)
+    # one process: the adaptive count (a busy machine's other work makes a pinned count collapse);
+    # several: the cores shared out, so that jobs x threads fits them
+    threads = 0 if jobs == 1 else max(1, cores() // jobs)
     planned = plan(grid, directory, registry, threads)
     grid.save(directory)
     report.planned(len(planned), sum(p.action != "skip" for p in planned), jobs, threads)

@@ -47,7 +47,7 @@ def cores() -> int:
 
 def plan(grid: Grid, directory: Path, registry, threads: int) -> list[Planned]:
     """Every point checked and its action decided, before anything trains (CharforgeError naming the
-    first point that cannot run). ``threads``: each point's, unless the grid sets its own."""
+    first point that cannot run). ``threads``: each point's (0: adaptive), unless the grid sets its own."""
     planned = []
     for point in grid.points():
         config = check_point(point.name, point.settings, registry)

@@ -244,6 +244,10 @@ def build_from(ckpt: Checkpoint, registry):
     from charforge.model import build_model
 
     require_plugins(ckpt, registry, ("cell",))
+    task = ckpt.config.corpus
+    if task in registry.names("task") and not registry.get("task", task).obj.text:
+        raise CharforgeError(f"{ckpt.path}: this model learned the task {task!r}, whose inputs are not "
+                             f"characters: there is nothing to sample from it.")
     try:
         model = build_model(ckpt.config, len(ckpt.vocab), registry)
     except CharforgeError as exc:

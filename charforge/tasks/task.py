@@ -22,25 +22,30 @@ IGNORE = -100  # a target that is not scored (cross_entropy's ignore_index)
 
 @dataclass
 class TaskData:
-    """What a task trains on: its alphabet and its batches (``val`` None: nothing held out)."""
+    """What a task trains on: its alphabet (of outputs) and its batches (``val`` None: nothing held
+    out). ``input_size``: None when the inputs are ids of ``vocab``; for inputs that are vectors
+    (values, not characters), their width for a cell with a clock (True) or without (False)."""
 
     vocab: Vocab
     train: Any  # a charforge.data.Streams or a Sequences
     val: Any | None
+    input_size: Callable[[bool], int] | None = None
 
 
 class Sequences:
-    """Independent sequences (the state starts afresh for each batch), made by ``make(i)`` on demand.
+    """Independent sequences (the state starts afresh for each batch), made by ``make`` on demand.
 
-    ``make(i)`` returns batch ``i``'s inputs and targets, (batch, length) int64 each, the targets
-    :data:`IGNORE` where nothing is scored; it must give the same batch for the same ``i``, so that a
-    resumed run reads the data the interrupted one would have.
+    ``make(i, with_time)`` returns batch ``i``'s inputs ((batch, length) ids, or (batch, length,
+    features) values), targets ((batch, length) int64, :data:`IGNORE` where nothing is scored) and
+    timestamps ((batch, length) float64, or None for each step's index); ``with_time``: whether the
+    model's cell has a clock. It must give the same batch for the same ``i``, so that a resumed run
+    reads the data the interrupted one would have.
     """
 
     carries_state = False
 
-    def __init__(self, make: Callable[[int], tuple[Tensor, Tensor]], windows: int, batch: int, length: int,
-                 device: torch.device | str = "cpu"):
+    def __init__(self, make: Callable[[int, bool], tuple[Tensor, Tensor, Tensor | None]], windows: int,
+                 batch: int, length: int, device: torch.device | str = "cpu"):
         self.make, self.windows, self.batch, self.seq_len, self.device = make, windows, batch, length, device
         self._offsets = torch.arange(length, dtype=torch.float64, device=device).expand(batch, length)
 
@@ -49,8 +54,10 @@ class Sequences:
         return self.batch * self.seq_len
 
     def window(self, i: int, with_time: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
-        x, y = self.make(i)
-        return x.to(self.device), y.to(self.device), self._offsets if with_time else None
+        x, y, t = self.make(i, with_time)
+        if t is None and with_time:
+            t = self._offsets[:, : x.shape[1]]
+        return x.to(self.device), y.to(self.device), t.to(self.device) if with_time else None
 
 
 class Task:
@@ -60,6 +67,7 @@ class Task:
     help: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     metric: ClassVar[str] = "val_loss"  # the figure a comparison reports (a column of charforge compare's summary)
+    text: ClassVar[bool] = True  # the inputs are characters: a sampled text means something
 
     def __init__(self, **settings: Any):
         """``settings``: every option of :attr:`options`, resolved (charforge checks them first)."""

@@ -1,4 +1,5 @@
-"""Built-in tasks: the palindrome test of long memory, and memorising one sentence.
+"""Built-in tasks: the palindrome test of long memory, memorising one sentence, and the Phased LSTM
+paper's frequency task (:mod:`charforge.tasks.frequency`).
 
 * ``palindrome``: the model reads the first T-1 digits of a palindrome of length T and predicts the
   last, which equals the first: it must remember T-1 steps back. The metric is the held-out
@@ -18,6 +19,7 @@ from charforge.hookspecs import hookimpl
 from charforge.options import Option
 from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.settings import Request, Settings
+from charforge.tasks.frequency import Frequency
 from charforge.tasks.task import IGNORE, Sequences, Task, TaskData
 from charforge.vocab import Vocab, build_and_encode
 from charforge_builtins.corpora import CORPORA, sentence_settings
@@ -56,12 +58,12 @@ class Palindrome(Task):
         length = self.settings["length"]
 
         def batches(stream: int, count: int) -> Sequences:
-            def make(i: int):
+            def make(i: int, with_time: bool):
                 generator = torch.Generator().manual_seed(hash((seed, stream, i)) % 2**63)
                 rows = palindromes(batch_size, length, generator)
                 targets = torch.full((batch_size, length - 1), IGNORE)
                 targets[:, -1] = rows[:, -1]
-                return rows[:, :-1], targets
+                return rows[:, :-1], targets, None
             return Sequences(make, max(count // batch_size, 1), batch_size, length - 1, device)
 
         return TaskData(DIGITS, batches(0, self.settings["samples"]), batches(1, self.settings["test_samples"]))
@@ -112,3 +114,4 @@ class Memorise(Task):
 def register_tasks(register):
     register(Palindrome)
     register(Memorise)
+    register(Frequency)
