@@ -196,3 +196,43 @@ def test_a_grid_killed_mid_way_resumes_to_the_summary_of_one_never_interrupted(t
     for point in done:  # the points finished before the kill were not trained again
         assert [e["event"] for e in Run(grid_dir / point).events()].count("start") == 1
     assert json.loads((grid_dir / "grid.json").read_text())["axes"] == {"cell": ["rnn", "lstm"], "hidden_size": [8, 16]}
+
+
+def test_a_grid_file_runs_as_its_command_line_would_and_options_override_it(tmp_path):
+    grid = tmp_path / "optimizers.toml"
+    grid.write_text('target = "memorise"\nname = "opt"\nseeds = 1\nsteps = 60\nhidden-size = 8\n'
+                    'optimizer = ["rmsprop", "adam"]\n[task-options]\nsentence = ["amazon"]\n')
+    result = compare(tmp_path, "compare", "--grid", str(grid), "--steps", "80")
+    assert result.exit_code == 0, result.output
+    points = rows(tmp_path / "runs" / "opt" / "points.csv")
+    assert [p["name"] for p in points] == ["optimizer=rmsprop,seed=1", "optimizer=adam,seed=1"]
+    assert all(int(p["steps"]) <= 80 for p in points)  # the command line's budget, not the file's
+    assert json.loads((tmp_path / "runs" / "opt" / "grid.json").read_text())["fixed"]["steps"] == 80
+    broken = tmp_path / "broken.toml"
+    broken.write_text('target = "faith"\ncell = ["rnn",\n')
+    bad = compare(tmp_path, "compare", "--grid", str(broken))
+    assert bad.exit_code == 1 and bad.output.startswith(f"Error: {broken}: cannot read the grid")
+
+
+def test_ctrl_c_stops_the_grid_saves_the_point_in_training_and_a_rerun_goes_on(tmp_path):
+    runs = tmp_path / "runs"
+    args = [sys.executable, "-m", "charforge", "compare", "faith", "--cell", "rnn", "--hidden-size", "8,16",
+            "--steps", "100000", "--threads", "1", "--device", "cpu", "--runs-dir", str(runs), "--name", "C"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = runs / "C" / "hidden-size=8,seed=1"
+    deadline = time.monotonic() + 120
+    while not (first.is_dir() and sum(e["event"] == "step" for e in Run(first).events()) >= 3):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: 0 of 2 points finished; run the same command again" in err
+    step = [e for e in Run(first).events() if e["event"] == "end"][-1]["step"]
+    assert step > 0 and not (runs / "C" / "hidden-size=16,seed=1").exists()
+    again = subprocess.run([*args[:-6], "--steps", str(step + 5), *args[-6:]], capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "2 points: 0 finished before, 2 to train" in again.stdout
+    starts = [e["step"] for e in Run(first).events() if e["event"] == "start"]
+    assert starts == [0, step]  # resumed from the checkpoint the Ctrl-C saved

@@ -130,8 +130,9 @@ class Grid:
                 settings.update({f"{group}.{k}": v for k, v in value.items()})
             else:
                 settings[key] = value
-        fixed = {k: v for k, v in settings.items() if not isinstance(v, list)}
-        axes = {k: v for k, v in settings.items() if isinstance(v, list)}
+        settings = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in settings.items()}
+        fixed = {k: v for k, v in settings.items() if not isinstance(v, list)}  # one value: not an axis,
+        axes = {k: v for k, v in settings.items() if isinstance(v, list)}  # as on the command line
         return cls(target, fixed, axes, seeds, target_loss), name
 
     @classmethod
