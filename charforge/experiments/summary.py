@@ -127,7 +127,9 @@ def _figure(value: float | None, spread: float | None, figure: str) -> str:
     if figure == "accuracy":
         text, unit = f"{100 * value:.1f}", "%"
         return text + (f" ± {100 * spread:.1f}" if spread else "") + unit
-    digits = 0 if figure in ("solved_step", "target_step", "steps") else 1 if "seconds" in figure else 4
+    digits = 0 if figure in ("solved_step", "target_step", "steps") else 4
+    if "seconds" in figure:
+        digits = 1 if value >= 10 else 2
     return f"{value:.{digits}f}" + (f" ± {spread:.{digits}f}" if spread else "")
 
 
