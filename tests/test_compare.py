@@ -117,7 +117,11 @@ def test_a_grown_grid_trains_only_its_new_points_and_a_larger_budget_resumes_the
         assert row["steps"] == "40"
     run = Run(tmp_path / "runs" / "G" / "hidden-size=8,seed=1")
     assert [e["step"] for e in run.events() if e["event"] == "start"] == [0, 20]  # resumed, not retrained
-    other = compare(tmp_path, *base, "--layers", "2")  # the same point names, another model
+    for change, said in ((["--lr", "0.02"], "has lr 0.005, the grid asks for 0.02"),
+                         (["--layers", "2"], "has num_layers 1, the grid asks for 2")):
+        refused = compare(tmp_path, *base, *change)  # the same point names, another experiment
+        assert refused.exit_code == 1 and said in refused.output
+    other = compare(tmp_path, *base, "--layers", "2")
     assert other.exit_code == 1 and "has num_layers 1, the grid asks for 2; give the grid another --name" \
         in other.output
 

@@ -12,8 +12,9 @@ from charforge.cli.common import pairs
 from charforge.cli.intervals import config_fields
 from charforge.cli.train import TRAIN_PARAMS
 from charforge.errors import CharforgeError
+from charforge.experiments.grid import OPTION_GROUPS, Grid
 
-_GROUPS = {"cell_options": "cell", "optimizer_options": "optimizer", "task_options": "task"}
+_GROUPS = {field: group for group, field in OPTION_GROUPS.items()}  # cell_options -> cell
 
 
 def _as_axis(option: click.Option):
@@ -41,8 +42,6 @@ def _values(ctx, name: str, raw: str) -> list:
 def grid_from_options(ctx, target: str | None, options: dict, seeds: int | None, grid_file: str | None,
                       target_loss: float | None):
     """(the grid, the name its file gives) of a compare command line, over the file's when one is given."""
-    from charforge.experiments.grid import Grid
-
     grid, name = Grid.from_toml(grid_file) if grid_file else (Grid(target or ""), None)
     if target:
         grid.target = target
@@ -67,7 +66,7 @@ def grid_from_options(ctx, target: str | None, options: dict, seeds: int | None,
         grid.seeds = list(range(1, seeds + 1))
     if target_loss is not None:
         grid.target_loss = target_loss
-    grid.__post_init__()
+    grid.check()
     return grid, name
 
 

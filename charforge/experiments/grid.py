@@ -65,6 +65,10 @@ class Grid:
     target_loss: float | None = None  # the summary reports steps and seconds to reach it
 
     def __post_init__(self):
+        self.check()
+
+    def check(self) -> None:
+        """Refuse a setting that is not one, an empty or repeating axis, seeds that are not integers."""
         for key in [*self.fixed, *self.axes]:
             group = key.split(".", 1)[0]
             if "." in key and group not in OPTION_GROUPS or "." not in key and key not in _FIELDS:

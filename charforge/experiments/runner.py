@@ -1,9 +1,10 @@
 """Training a grid's points: what each point needs (nothing, a resume, a fresh start), and running
 them in this process or in ``jobs`` worker processes that each import PyTorch once.
 
-A point is finished when its run ended by its budget (or its task was solved) with the settings the
-grid asks for; one whose budget grew resumes to the new budget; one interrupted after a checkpoint
+A point is finished when its run ended by its budget with the settings the grid asks for, or solved
+its task; one whose budget grew resumes to the new budget; one interrupted after a checkpoint
 resumes from it; one interrupted before its first checkpoint starts again (it had nothing to keep).
+A point whose run has other settings than the budget is refused: that is another grid.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from charforge.errors import CharforgeError
 from charforge.experiments.check import check_point
 from charforge.experiments.grid import Grid, Point
 from charforge.experiments.summary import FINISHED
-from charforge.resume import RESUME_FIXED
 from charforge.runs.directory import Run
 
 HOW_NOT_WHAT = ("threads", "device")  # how a point runs, not what it is: a change does not make it another
+BUDGETS = ("steps", "epochs", "minutes")  # a grown budget resumes a point; any other change is another grid
 
 
 @dataclass
@@ -65,17 +66,16 @@ def _action(point: Point, config: TrainConfig, run: Run) -> Planned:
     stored = TrainConfig.from_dict(_read_config(run)).to_dict()
     wanted = config.to_dict()
     changed = {k: v for k, v in wanted.items() if stored[k] != v and k not in HOW_NOT_WHAT}
-    fixed = [k for k in changed if k in RESUME_FIXED]
-    if fixed:
-        key = fixed[0]
+    other = [k for k in changed if k not in BUDGETS]
+    if other:  # the same point name, another experiment
+        key = other[0]
         raise CharforgeError(f"point {point.name}: its run in {run.path} has {key} {stored[key]!r}, the grid "
                              f"asks for {wanted[key]!r}; give the grid another --name.")
     ends = [e for e in run.events() if e["event"] in ("start", "end")]
-    finished = bool(ends) and ends[-1]["event"] == "end" and ends[-1].get("reason") in FINISHED
-    if finished and not changed:
+    reason = ends[-1].get("reason") if ends and ends[-1]["event"] == "end" else None
+    if reason == "solved" or (reason in FINISHED and not changed):
         return Planned(point, config, "skip", {})
-    overrides = {**changed, **{k: wanted[k] for k in HOW_NOT_WHAT}}
-    return Planned(point, config, "resume", overrides)
+    return Planned(point, config, "resume", {**changed, **{k: wanted[k] for k in HOW_NOT_WHAT}})
 
 
 def _read_config(run: Run) -> dict:
