@@ -35,7 +35,7 @@ def evaluate(model, data: Streams, vocab_size: int, device: torch.device, window
         logits, state = model(x, state, t)
         scored = y != IGNORE  # a task scores some targets only; every character of a text counts
         total += F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1), reduction="sum")
-        correct += (logits.argmax(-1) == y)[scored].sum()
+        correct += ((logits.argmax(-1) == y) & scored).sum()
         count += scored.sum()
         read = i + 1
         if read == sample:

@@ -245,7 +245,7 @@ class Trainer:
                 if not math.isfinite(mean):
                     raise self._diverged(f"the training loss became {mean}")
                 scored = y != IGNORE
-                accuracy = float((logits.detach().argmax(-1) == y)[scored].float().mean())
+                accuracy = float(((logits.detach().argmax(-1) == y) & scored).sum() / scored.sum())
                 self.last_metrics = {
                     "step": self.step, "epoch": self.epoch + self.window / data.windows,
                     "loss": mean, "bpc": mean / LN2, "accuracy": accuracy, "lr": lr,
