@@ -102,7 +102,7 @@ def test_the_issues_two_command_lines_write_the_summary_and_plots_and_a_rerun_sk
                                                                     ("lstm", "25")]
     assert (tmp_path / "runs" / "PAL" / "val_accuracy_vs_task-length.png").is_file()
     assert (tmp_path / "runs" / "GRID" / "loss_vs_hidden_size.png").is_file()
-    short = {r["task.length"]: float(r["accuracy_mean"]) for r in palindrome if r["cell"] == "lstm"}
+    short = {r["task.length"]: float(r["val_accuracy_mean"]) for r in palindrome if r["cell"] == "lstm"}
     assert short["5"] > 0.9 > short["25"]  # T = 5 is learned in 300 steps; T = 25 is not
 
 
@@ -144,7 +144,8 @@ def test_the_summary_is_the_runs_own_record(tmp_path):
         assert float(row["bpc"]) == pytest.approx(steps[-1]["loss"] / math.log(2))
         assert float(row["val_loss"]) == pytest.approx(vals[-1]["val_loss"])
         assert float(row["best_val_loss"]) == pytest.approx(min(e["val_loss"] for e in vals))
-        assert float(row["accuracy"]) == pytest.approx(vals[-1]["val_accuracy"])
+        assert float(row["accuracy"]) == pytest.approx(steps[-1]["accuracy"])
+        assert float(row["val_accuracy"]) == pytest.approx(vals[-1]["val_accuracy"])
         assert int(row["steps"]) == 40 and float(row["seconds"]) == pytest.approx(steps[-1]["elapsed"])
         reached = next((e["step"] for e in steps if e["loss"] <= 1.2), None)
         assert (int(row["target_step"]) if row["target_step"] else None) == reached
@@ -153,7 +154,7 @@ def test_the_summary_is_the_runs_own_record(tmp_path):
     for summary in rows(grid_dir / "summary.csv"):
         mine = [r for r in points if r["configuration"] == summary["configuration"]]
         assert len(mine) == int(summary["seeds"]) == 3
-        for figure in ("loss", "val_loss", "best_val_loss", "accuracy"):
+        for figure in ("loss", "val_loss", "best_val_loss", "accuracy", "val_accuracy"):
             values = [float(r[figure]) for r in mine]
             assert float(summary[f"{figure}_mean"]) == pytest.approx(statistics.fmean(values))
             assert float(summary[f"{figure}_std"]) == pytest.approx(statistics.stdev(values))

@@ -82,8 +82,9 @@ def _line(row: dict) -> str:
         parts.append(f"loss {row['loss']:.4f}")
     if "val_loss" in row:
         parts.append(f"val loss {row['val_loss']:.4f}")
-    if "accuracy" in row:
-        parts.append(f"accuracy {row['accuracy']:.1%}")
+    accuracy = row.get("val_accuracy", row.get("accuracy"))
+    if accuracy is not None:
+        parts.append(f"{'val ' * ('val_accuracy' in row)}accuracy {accuracy:.1%}")
     if "solved_step" in row:
         parts.append(f"reproduced at step {row['solved_step']}")
     if "steps" in row:

@@ -4,6 +4,7 @@ grid's metric at the end against that axis (one line per combination of the othe
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from charforge.experiments.grid import Grid, label
 from charforge.experiments.summary import timeline
 from charforge.runs.directory import Run
 
+LEGEND_MOST = 12  # lines; past that a legend covers the plot
 NAMES = {"loss": "training loss (nats/char)", "val_loss": "validation loss (nats/char)",
          "accuracy": "accuracy", "val_accuracy": "held-out accuracy", "solved_step": "steps to reproduce"}
 
@@ -71,7 +73,7 @@ def loss_curves(grid: Grid, directory: Path) -> list[Path]:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(NAMES["loss"])
         ax.set_title(f"{grid.target}: training loss" + (", band over seeds" if len(grid.seeds) > 1 else ""))
-        if len(curves) <= 12:
+        if len(curves) <= LEGEND_MOST:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -83,9 +85,9 @@ def loss_curves(grid: Grid, directory: Path) -> list[Path]:
 
 def sweeps(grid: Grid, directory: Path, rows: list[dict], metric: str) -> list[Path]:
     """``METRIC_vs_AXIS.png`` for each numeric axis of two or more values: the mean over seeds (error
-    bars: their spread) against the axis, one line per combination of the other axes."""
+    bars: their standard deviation, as in the summary) against the axis, one line per combination of
+    the other axes."""
     plt = _pyplot()
-    figure = "accuracy" if metric == "val_accuracy" else metric  # the summary's name for it
     written = []
     for axis, values in grid.axes.items():
         if len(values) < 2 or not all(_number(v) is not None for v in values):
@@ -93,21 +95,22 @@ def sweeps(grid: Grid, directory: Path, rows: list[dict], metric: str) -> list[P
         others = [a for a in grid.axes if a != axis]
         lines: dict[str, dict[float, list[float]]] = {}
         for row in rows:
-            if isinstance(row.get(figure), (int, float)):
+            if isinstance(row.get(metric), (int, float)):
                 key = label({a: row[a] for a in others}) or grid.target
-                lines.setdefault(key, {}).setdefault(_number(row[axis]), []).append(row[figure])
+                lines.setdefault(key, {}).setdefault(_number(row[axis]), []).append(row[metric])
         if not lines:
             continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for key, by_value in lines.items():
             xs = sorted(by_value)
-            means = [np.mean(by_value[v]) for v in xs]
-            spread = [np.std(by_value[v]) for v in xs]
+            means = [statistics.fmean(by_value[v]) for v in xs]
+            spread = [statistics.stdev(by_value[v]) if len(by_value[v]) > 1 else 0.0 for v in xs]  # as the table
             ax.errorbar(xs, means, yerr=spread if any(spread) else None, marker="o", capsize=3, label=key)
         ax.set_xlabel(axis.replace("_", "-"))
         ax.set_ylabel(NAMES.get(metric, metric))
         ax.set_title(f"{grid.target}: {NAMES.get(metric, metric)} at the end, against {axis.replace('_', '-')}")
-        ax.legend(fontsize=7)
+        if len(lines) <= LEGEND_MOST:
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         fig.tight_layout()
         path = directory / f"{metric}_vs_{axis.replace('.', '-')}.png"

@@ -15,12 +15,13 @@ from charforge.runs.files import atomic_write
 
 LN2 = math.log(2)
 FINISHED = ("budget spent", "solved", "budget already spent")  # how a finished point's run ended
-FIGURES = ("parameters", "loss", "best_loss", "bpc", "val_loss", "best_val_loss", "val_bpc", "accuracy",
-           "solved_step", "solved_seconds", "target_step", "target_seconds", "steps", "seconds", "wall")
-SHOWN = {"parameters": "params", "loss": "loss", "best_loss": "best loss", "val_loss": "val loss",
-         "best_val_loss": "best val loss", "val_bpc": "val bpc", "bpc": "bpc", "accuracy": "accuracy",
-         "solved_step": "solved at step", "target_step": "target at step", "target_seconds": "target at s",
-         "steps": "steps", "seconds": "seconds"}
+FIGURES = ("parameters", "loss", "best_loss", "bpc", "accuracy", "val_loss", "best_val_loss", "val_bpc",
+           "val_accuracy", "solved_step", "solved_seconds", "target_step", "target_seconds", "steps", "seconds",
+           "wall")
+SHOWN = {"parameters": "params", "loss": "loss", "best_loss": "best loss", "bpc": "bpc", "accuracy": "accuracy",
+         "val_loss": "val loss", "best_val_loss": "best val loss", "val_bpc": "val bpc",
+         "val_accuracy": "val accuracy", "solved_step": "solved at step", "target_step": "target at step",
+         "target_seconds": "target at s", "steps": "steps", "seconds": "seconds"}
 
 
 def timeline(events: list[dict]) -> list[dict]:
@@ -35,8 +36,11 @@ def timeline(events: list[dict]) -> list[dict]:
 
 
 def point_figures(point: Point, run: Run, target_loss: float | None = None) -> dict:
-    """One run's figures: final and best losses (nats and bits per character), accuracy, when it first
-    solved its task or reached ``target_loss``, its steps, its own training seconds and its wall time."""
+    """One run's figures: final and best losses (nats and bits per character) and accuracies, in
+    training (the last logged steps') and held out (the last validation's; the best of all
+    validations, the periodic ones reading a fixed sample of the held-out text and the final one all
+    of it), when it first solved its task or reached ``target_loss``, its steps, its own training
+    seconds and its wall time."""
     events = timeline(run.events())
     steps = [e for e in events if e["event"] == "step"]
     vals = [e for e in events if e["event"] == "validation"]
@@ -52,7 +56,7 @@ def point_figures(point: Point, run: Run, target_loss: float | None = None) -> d
     with_loss = [e for e in vals if "val_loss" in e]
     if with_loss:
         row.update(val_loss=with_loss[-1]["val_loss"], val_bpc=with_loss[-1]["val_loss"] / LN2,
-                   best_val_loss=min(e["val_loss"] for e in with_loss), accuracy=with_loss[-1]["val_accuracy"])
+                   best_val_loss=min(e["val_loss"] for e in with_loss), val_accuracy=with_loss[-1]["val_accuracy"])
     if vals:  # a task's own figures, as its last validation gave them
         row.update({k: v for k, v in vals[-1].items() if k not in ("event", "time", "step", "sample", "full")
                     and k not in row and isinstance(v, (int, float))})
@@ -124,7 +128,7 @@ def _figure(value: float | None, spread: float | None, figure: str) -> str:
         return ""
     if figure == "parameters":
         return f"{value:,.0f}"
-    if figure == "accuracy":
+    if figure in ("accuracy", "val_accuracy"):
         text, unit = f"{100 * value:.1f}", "%"
         return text + (f" ± {100 * spread:.1f}" if spread else "") + unit
     digits = 0 if figure in ("solved_step", "target_step", "steps") else 4

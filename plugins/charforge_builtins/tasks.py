@@ -91,7 +91,9 @@ class Memorise(Task):
             raise CharforgeError("task 'memorise' needs a sentence of at least 2 characters.")
 
     def defaults(self) -> dict:
-        return {**sentence_settings(self.text), "hidden_size": 32, "eval_every": 10}
+        # a constant rate: the step of the first reproduction must not depend on the budget (a decaying
+        # rate's pace does)
+        return {**sentence_settings(self.text), "hidden_size": 32, "eval_every": 10, "schedule": "constant"}
 
     def data(self, batch_size, seq_len, seed, device) -> TaskData:
         from charforge.data import Streams  # here: loading the plugins (to sample, say) needs no training data
