@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from charforge.experiments.grid import Grid
 from charforge.experiments.summary import configurations, markdown, point_figures
 from charforge.tui.app import CharforgeApp
-from charforge.tui.grid_history import STALE_AFTER, GridHistory, mean_curve
+from charforge.experiments.curves import band
+from charforge.tui.grid_history import STALE_AFTER, GridHistory
 from charforge.tui.screens.grid import GridScreen
 from charforge.tui.sources.grid import GridDirectory, GridSource
 from charforge.tui.widgets.grid_plot import GridPlot
@@ -174,9 +175,11 @@ def test_a_point_silent_too_long_counts_as_stopped_and_curves_average_over_seeds
     assert h.status(f"{B},seed=1") == "not started" and h.ignored == 3
     assert h.counts(now=1e12) == {"finished": 1, "running": 0, "stopped": 1, "failed": 0, "not started": 6}
     # each seed interpolated where the other logged, and left out past its own ends
-    mean = mean_curve([[(0, 1.0), (10, 3.0)], [(5, 4.0), (20, 0.0)]])
-    assert [x for x, _ in mean] == [0, 5, 10, 20]
-    assert [y for _, y in mean] == pytest.approx([1.0, (2.0 + 4.0) / 2, (3.0 + 4.0 * 10 / 15) / 2, 0.0])
+    curve = band([[(0, 1.0), (10, 3.0)], [(5, 4.0), (20, 0.0)]])
+    assert [x for x, *_ in curve] == [0, 5, 10, 20]
+    assert [y for _, y, _, _ in curve] == pytest.approx([1.0, (2.0 + 4.0) / 2, (3.0 + 4.0 * 10 / 15) / 2, 0.0])
+    assert [low for _, _, low, _ in curve] == pytest.approx([1, 2, 4 * 10 / 15, 0])
+    assert [high for *_, high in curve] == pytest.approx([1, 4, 3, 0])
     # a resumed point's redone steps count once
     h.add(f"{B},seed=2", point_events(16, 2, 50, end=False) + [{"event": "start", "step": 30}]
           + point_events(16, 2, 60, end=False)[4:])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from charforge.experiments.curves import band
 from charforge.experiments.grid import Grid, label
 from charforge.experiments.summary import timeline
 from charforge.runs.directory import Run
@@ -37,23 +38,14 @@ def _pyplot():
     return plt
 
 
-def _curves(grid: Grid, directory: Path, x: str) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+def _curves(grid: Grid, directory: Path, x: str) -> dict[str, list[list[tuple[float, float]]]]:
     """Per configuration, each seed's training loss against ``x`` (``step`` or ``elapsed``)."""
     out: dict[str, list] = {}
     for point in grid.points():
         steps = [e for e in timeline(Run(directory / point.name).events()) if e["event"] == "step"]
         if steps:
-            out.setdefault(point.configuration, []).append(
-                (np.array([e[x] for e in steps], float), np.array([e["loss"] for e in steps], float)))
+            out.setdefault(point.configuration, []).append([(e[x], e["loss"]) for e in steps])
     return out
-
-
-def _band(runs: list[tuple[np.ndarray, np.ndarray]]):
-    """Mean, lowest and highest over seeds, each seed interpolated onto one axis (and absent past its end)."""
-    grid = np.unique(np.concatenate([xs for xs, _ in runs]))
-    ys = np.array([np.where((grid >= xs[0]) & (grid <= xs[-1]), np.interp(grid, xs, y), np.nan) for xs, y in runs])
-    with np.errstate(all="ignore"):
-        return grid, np.nanmean(ys, 0), np.nanmin(ys, 0), np.nanmax(ys, 0)
 
 
 def loss_curves(grid: Grid, directory: Path) -> list[Path]:
@@ -66,7 +58,7 @@ def loss_curves(grid: Grid, directory: Path) -> list[Path]:
             continue
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for configuration, runs in curves.items():
-            xs, mean, low, high = _band(runs)
+            xs, mean, low, high = np.array(band(runs)).T
             (line,) = ax.plot(xs, mean, label=configuration, linewidth=1.2)
             if len(runs) > 1:
                 ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2, linewidth=0)

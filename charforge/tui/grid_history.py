@@ -9,8 +9,8 @@ same events, exactly as ``summary.md`` will have it once ``compare`` finishes.
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
 
+from charforge.experiments.curves import band
 from charforge.experiments.grid import Grid
 from charforge.experiments.summary import FINISHED, configurations, point_figures, timeline
 from charforge.tui.history import LN2, downsample
@@ -31,31 +31,6 @@ class _Recorded:
 
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def value_at(points: list[tuple[float, float]], xs: list[float], x: float) -> float | None:
-    """The curve ``points`` (sorted by x; ``xs`` their x) at ``x``, interpolated; None outside it."""
-    if not points or x < xs[0] or x > xs[-1]:
-        return None
-    i = bisect_left(xs, x)
-    if xs[i] == x:
-        return points[i][1]
-    (x0, y0), (x1, y1) = points[i - 1], points[i]
-    return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-
-
-def mean_curve(runs: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
-    """The mean over seeds at every x any seed logged, each seed interpolated there and left out past
-    its ends (``compare``'s plots draw the same line)."""
-    runs = [sorted(r) for r in runs if r]
-    if len(runs) == 1:
-        return runs[0]
-    axes = [[p[0] for p in r] for r in runs]
-    out = []
-    for x in sorted({x for r in runs for x, _ in r}):
-        values = [v for r, xs in zip(runs, axes) if (v := value_at(r, xs, x)) is not None]
-        out.append((x, sum(values) / len(values)))
-    return out
 
 
 def tally(statuses: dict[str, str]) -> dict[str, int]:
@@ -194,7 +169,7 @@ class GridHistory:
             for configuration in self.configurations:
                 if (configuration, x) not in self._means:
                     runs = [self.curve(p.name, x) for p in self.points if p.configuration == configuration]
-                    self._means[(configuration, x)] = mean_curve(runs)
+                    self._means[(configuration, x)] = [(a, mean) for a, mean, _, _ in band(runs)]
                 mean = self._means[(configuration, x)]
                 if mean:
                     out[configuration] = [(a, b * scale) for a, b in downsample(mean, limit)]
