@@ -9,7 +9,6 @@ A point whose run has other settings than the budget is refused: that is another
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -63,7 +62,7 @@ def _action(point: Point, config: TrainConfig, run: Run) -> Planned:
         return Planned(point, config, "new", {})
     if not run.checkpoint("latest").exists():
         return Planned(point, config, "restart", {})
-    stored = TrainConfig.from_dict(_read_config(run)).to_dict()
+    stored = run.config().to_dict()
     wanted = config.to_dict()
     changed = {k: v for k, v in wanted.items() if stored[k] != v and k not in HOW_NOT_WHAT}
     other = [k for k in changed if k not in BUDGETS]
@@ -76,13 +75,6 @@ def _action(point: Point, config: TrainConfig, run: Run) -> Planned:
     if reason == "solved" or (reason in FINISHED and not changed):
         return Planned(point, config, "skip", {})
     return Planned(point, config, "resume", {**changed, **{k: wanted[k] for k in HOW_NOT_WHAT}})
-
-
-def _read_config(run: Run) -> dict:
-    try:
-        return json.loads(run.config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise CharforgeError(f"{run.path}: its config.json cannot be read ({exc}).") from None
 
 
 _PM = None  # a worker's plugin manager, made once for all the points it trains

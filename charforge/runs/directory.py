@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from charforge.config import TrainConfig
 from charforge.errors import CharforgeError
 from charforge.runs.metrics import MetricsLog, NoLog, read_metrics
 
@@ -121,6 +122,15 @@ class Run:
     def is_run(self) -> bool:
         """Whether the folder looks like a run (it has a config or a metrics log)."""
         return self.config_path.exists() or self.metrics_path.exists()
+
+    def config(self) -> TrainConfig:
+        """The configuration the run was started with (CharforgeError, naming the run, when unreadable)."""
+        try:
+            return TrainConfig.from_dict(json.loads(self.config_path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise CharforgeError(f"{self.path}: its {CONFIG} cannot be read ({exc}).") from None
+        except CharforgeError as exc:  # readable, but not a configuration
+            raise CharforgeError(f"{self.path}: its {CONFIG}: {exc}") from None
 
     def checkpoint(self, kind: str) -> Path:
         """The path of checkpoint ``kind`` (``best``, ``latest`` or ``step-N``), whether it exists or not."""
