@@ -213,6 +213,9 @@ def test_a_grid_file_runs_as_its_command_line_would_and_options_override_it(tmp_
     assert [p["name"] for p in points] == ["optimizer=rmsprop,seed=1", "optimizer=adam,seed=1"]
     assert all(int(p["steps"]) <= 80 for p in points)  # the command line's budget, not the file's
     assert json.loads((tmp_path / "runs" / "opt" / "grid.json").read_text())["fixed"]["steps"] == 80
+    summary = rows(tmp_path / "runs" / "opt" / "summary.csv")  # the task's own figures are summarised too
+    assert [float(r["reproduced_mean"]) for r in summary] == [float(p["reproduced"]) for p in points]
+    assert "| reproduced | matched |" in (tmp_path / "runs" / "opt" / "summary.md").read_text()
     broken = tmp_path / "broken.toml"
     broken.write_text('target = "faith"\ncell = ["rnn",\n')
     bad = compare(tmp_path, "compare", "--grid", str(broken))

@@ -153,3 +153,22 @@ def test_train_a_task_from_the_command_line_and_its_options_are_checked(tmp_path
     corpus = runner.invoke(cli, ["train", "faith", "-T", "length", "3", "--runs-dir", str(tmp_path)])
     assert corpus.exit_code == 1 and "is a corpus, not a task" in corpus.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last", "p"]  # nothing made by the refused ones
+
+
+def test_capacity_counts_the_bits_of_random_labels_a_model_stores(tmp_path):
+    config = run_config({"corpus": "capacity", "task_options": {"samples": 200, "length": 4, "classes": 4},
+                         "cell": "gru", "hidden_size": 16, "batch_size": 50, "lr": 0.02, "steps": 300,
+                         "eval_every": 100, "device": "cpu"}, registry())
+    trainer = Trainer(config, pm=make_plugin_manager(block=["console"]), runs_root=tmp_path, name="c")
+    trainer.run()
+    checks = [e for e in Run(tmp_path / "c").events() if e["event"] == "validation"]
+    inputs, targets = trainer.task._set
+    assert inputs.shape == (200, 4) and set(targets[:, -1].tolist()) <= {0, 1, 2, 3}
+    assert (targets[:, :-1] == IGNORE).all()
+    with torch.no_grad():
+        logits, _ = trainer.model(inputs, trainer.model.initial_state(200))
+        bits = 200 * (2 - float(F.cross_entropy(logits[:, -1], targets[:, -1])) / math.log(2))
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    assert checks[-1]["bits_stored"] == pytest.approx(max(bits, 0), rel=1e-4)
+    assert checks[-1]["bits_per_parameter"] == pytest.approx(checks[-1]["bits_stored"] / parameters)
+    assert 0 < checks[0]["bits_stored"] < checks[-1]["bits_stored"] <= 200 * 2  # it learns, up to 2 bits a label

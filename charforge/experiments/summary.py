@@ -100,7 +100,7 @@ def configurations(rows: list[dict], axes: list[str]) -> list[dict]:
     out = []
     for name, members in groups.items():
         summary = {"configuration": name, **{a: members[0].get(a) for a in axes}, "seeds": len(members)}
-        for figure in FIGURES:
+        for figure in (*FIGURES, *task_figures(rows, axes)):
             values = [m[figure] for m in members if isinstance(m.get(figure), (int, float))]
             if not values:
                 continue
@@ -110,6 +110,17 @@ def configurations(rows: list[dict], axes: list[str]) -> list[dict]:
                 summary[figure.replace("_step", "")] = f"{len(values)}/{len(members)}"
         out.append(summary)
     return out
+
+
+def task_figures(rows: list[dict], axes: list[str]) -> list[str]:
+    """The figures of a task's own in ``rows`` (``bits_per_parameter``, ``reproduced``...), in order."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key, value in row.items():
+            if key not in FIGURES and key not in axes and key != "seed" and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool):
+                seen[key] = None
+    return list(seen)
 
 
 def _csv(rows: list[dict]) -> bytes:
@@ -139,9 +150,12 @@ def _figure(value: float | None, spread: float | None, figure: str) -> str:
 
 def markdown(summary: list[dict], axes: list[str]) -> str:
     """The summary as a Markdown table: mean ± standard deviation over seeds."""
-    figures = [f for f in SHOWN if any(f"{f}_mean" in row for row in summary)]
+    own = [k.removesuffix("_mean") for row in summary for k in row if k.endswith("_mean")
+           and k.removesuffix("_mean") not in FIGURES]  # a task's figures, after the common ones
+    figures = [f for f in SHOWN if any(f"{f}_mean" in row for row in summary)] + list(dict.fromkeys(own))
     extra = [k for k in ("solved", "target") if any(k in row for row in summary)]
-    header = [*[a.replace("_", "-") for a in axes], "seeds", *[SHOWN[f] for f in figures], *extra]
+    header = [*[a.replace("_", "-") for a in axes], "seeds", *[SHOWN.get(f, f.replace("_", " ")) for f in figures],
+              *extra]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in summary:
         cells = [str(row.get(a, "")).lower() if isinstance(row.get(a), bool) else str(row.get(a, "")) for a in axes]

@@ -1,5 +1,5 @@
-"""Built-in tasks: the palindrome test of long memory, memorising one sentence, and the Phased LSTM
-paper's frequency task (:mod:`charforge.tasks.frequency`).
+"""Built-in tasks: the palindrome test of long memory, memorising one sentence, the Phased LSTM
+paper's frequency task (:mod:`charforge.tasks.frequency`), and the capacity of a model in bits.
 
 * ``palindrome``: the model reads the first T-1 digits of a palindrome of length T and predicts the
   last, which equals the first: it must remember T-1 steps back. The metric is the held-out
@@ -112,8 +112,55 @@ class Memorise(Task):
         return self.settings["stop"] and metrics.get("reproduced") == 1.0
 
 
+class Capacity(Task):
+    """After Collins, Sohl-Dickstein and Sussillo (2016): how many bits of random labels of random
+    sequences a model stores, per parameter. The labels carry log2(classes) bits each; what the model
+    stores is that less its remaining cross-entropy, summed over the set it learns."""
+
+    name = "capacity"
+    help = "Memorise random labels of random digit sequences; the metric is bits stored per parameter."
+    metric = "bits_per_parameter"
+    options = {
+        "samples": Option(2_000, "Random sequences to label (the whole set is learned and measured)."),
+        "length": Option(10, "Digits per sequence."),
+        "classes": Option(10, "Possible labels (2 to 10): log2(classes) bits each."),
+    }
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        if not 2 <= settings["classes"] <= 10 or settings["length"] < 1 or settings["samples"] < 1:
+            raise CharforgeError("task 'capacity' needs 2 <= classes <= 10, length >= 1 and samples >= 1.")
+
+    def defaults(self) -> dict:
+        return {"hidden_size": 16, "batch_size": 100, "embedding_dim": 0, "sample_length": 0}
+
+    def data(self, batch_size, seq_len, seed, device) -> TaskData:
+        n, length = self.settings["samples"], self.settings["length"]
+        generator = torch.Generator().manual_seed(hash((seed, "capacity")) % 2**63)
+        inputs = torch.randint(10, (n, length), generator=generator)
+        targets = torch.full((n, length), IGNORE)
+        targets[:, -1] = torch.randint(self.settings["classes"], (n,), generator=generator)
+        self._set = inputs, targets
+
+        def make(i: int, with_time: bool):
+            rows = slice(i * batch_size, (i + 1) * batch_size)
+            return inputs[rows], targets[rows], None
+
+        return TaskData(DIGITS, Sequences(make, max(n // batch_size, 1), batch_size, length, device), None)
+
+    @torch.no_grad()
+    def evaluate(self, model, vocab, device) -> dict:
+        inputs, targets = self._set
+        model.eval()
+        logits, _ = model(inputs.to(device), model.initial_state(len(inputs), device))
+        nats = float(torch.nn.functional.cross_entropy(logits[:, -1], targets[:, -1].to(device)))
+        stored = max(math.log2(self.settings["classes"]) - nats / math.log(2), 0.0) * len(inputs)
+        return {"bits_stored": stored, "bits_per_parameter": stored / sum(p.numel() for p in model.parameters())}
+
+
 @hookimpl
 def register_tasks(register):
     register(Palindrome)
     register(Memorise)
     register(Frequency)
+    register(Capacity)
