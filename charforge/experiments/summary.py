@@ -14,6 +14,8 @@ from charforge.runs.directory import Run
 from charforge.runs.files import atomic_write
 
 LN2 = math.log(2)
+# what every validation event holds (the trainer's); the rest of an event is a task's own figures
+_VALIDATION = {"event", "time", "step", "sample", "full", "val_loss", "val_bpc", "val_accuracy", "sample_loss"}
 FINISHED = ("budget spent", "solved", "budget already spent")  # how a finished point's run ended
 FIGURES = ("parameters", "loss", "best_loss", "bpc", "accuracy", "val_loss", "best_val_loss", "val_bpc",
            "val_accuracy", "solved_step", "solved_seconds", "target_step", "target_seconds", "steps", "seconds",
@@ -58,8 +60,8 @@ def point_figures(point: Point, run: Run, target_loss: float | None = None) -> d
         row.update(val_loss=with_loss[-1]["val_loss"], val_bpc=with_loss[-1]["val_loss"] / LN2,
                    best_val_loss=min(e["val_loss"] for e in with_loss), val_accuracy=with_loss[-1]["val_accuracy"])
     if vals:  # a task's own figures, as its last validation gave them
-        row.update({k: v for k, v in vals[-1].items() if k not in ("event", "time", "step", "sample", "full")
-                    and k not in row and isinstance(v, (int, float))})
+        row.update({k: v for k, v in vals[-1].items() if k not in _VALIDATION and k not in row
+                    and isinstance(v, (int, float)) and not isinstance(v, bool)})
 
     def seconds_at(step: int) -> float | None:
         before = [e["elapsed"] for e in steps if e["step"] <= step]
