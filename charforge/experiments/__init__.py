@@ -5,5 +5,7 @@
 * :mod:`.check`: every point checked before anything trains.
 * :mod:`.runner`: the points trained in this process or in worker processes, finished ones skipped.
 * :mod:`.summary`: ``points.csv``, ``summary.csv`` and ``summary.md`` from the runs' own records.
+* :mod:`.curves`: a configuration's curve over its seeds (the plots' and the terminal UI's).
 * :mod:`.plots`: the curves and the sweeps, as PNG files.
+* :mod:`.compare`: all of it in order, for the command line or a script.
 """
