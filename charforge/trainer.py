@@ -188,6 +188,7 @@ class Trainer:
                            windows_per_epoch=self.train_data.windows, run_dir=str(self.run_dir))
         hook.on_train_start(trainer=self)
         restore_signals = catch_signals(self._interrupted)
+        threads = torch.get_num_threads()  # given back at the end: the tuner's count is this run's alone
         try:
             reason = self._loop()
         except BaseException as error:
@@ -199,6 +200,7 @@ class Trainer:
             raise
         finally:
             restore_signals()
+            torch.set_num_threads(threads)
         self.outcome = reason
         self.metrics.write("end", reason=reason, **{**self.last_metrics, "step": self.step, "elapsed": self.elapsed})
         hook.on_train_end(trainer=self, reason=reason, metrics=self.last_metrics)

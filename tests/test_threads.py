@@ -274,3 +274,19 @@ def test_cli_threads_reach_the_engine(monkeypatch):
         assert "no checkpoint here" in result.output and seen.pop("threads") == threads
     result = CliRunner().invoke(cli, ["sample", "nowhere", "--threads", "-1"])
     assert "must not be negative" in result.output and not seen
+
+
+def test_a_run_gives_the_thread_count_back_whatever_its_tuner_chose(tmp_path, monkeypatch):
+    """A script (or a grid training its points in one process) keeps its own thread count."""
+    from charforge.data import run_config
+    from charforge.plugins import Registry, make_plugin_manager
+    from charforge.threads import ThreadTuner
+    from charforge.trainer import Trainer
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(ThreadTuner, "start", lambda self: torch.set_num_threads(before + 1))
+    pm = make_plugin_manager(block=["console"])
+    config = run_config({"corpus": "faith", "cell": "rnn", "hidden_size": 8, "steps": 3}, Registry(pm))
+    trainer = Trainer(config, pm=pm, runs_root=tmp_path, name="t")
+    trainer.run()
+    assert torch.get_num_threads() == before
