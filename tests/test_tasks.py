@@ -172,3 +172,16 @@ def test_capacity_counts_the_bits_of_random_labels_a_model_stores(tmp_path):
     assert checks[-1]["bits_stored"] == pytest.approx(max(bits, 0), rel=1e-4)
     assert checks[-1]["bits_per_parameter"] == pytest.approx(checks[-1]["bits_stored"] / parameters)
     assert 0 < checks[0]["bits_stored"] < checks[-1]["bits_stored"] <= 200 * 2  # it learns, up to 2 bits a label
+
+
+def test_the_console_speaks_of_a_tasks_targets_and_figures(tmp_path):
+    runner = CliRunner()
+    common = ["--steps", "20", "--device", "cpu", "--runs-dir", str(tmp_path)]
+    palindrome = runner.invoke(cli, ["train", "palindrome", "-T", "length", "4", "--hidden-size", "8", *common])
+    assert palindrome.exit_code == 0 and "nats per scored target" in palindrome.stdout
+    assert "Sample with: charforge sample" in palindrome.stdout
+    memorise = runner.invoke(cli, ["train", "memorise", "-T", "sentence", "amazon", *common])
+    assert memorise.exit_code == 0 and "step 10: memorise: reproduced " in memorise.stdout
+    frequency = runner.invoke(cli, ["train", "frequency", "-T", "samples", "64", "-T", "test_samples", "64",
+                                    "--hidden-size", "8", *common])
+    assert frequency.exit_code == 0 and "Sample with" not in frequency.stdout and "The run: " in frequency.stdout

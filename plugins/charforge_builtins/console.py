@@ -29,6 +29,7 @@ from rich.text import Text
 from charforge.display import amount, clock
 from charforge.hookspecs import hookimpl
 
+_VALIDATION = {"step", "val_loss", "val_bpc", "val_accuracy", "sample_loss", "full"}  # the trainer's figures
 PLAIN_EVERY = 10.0  # seconds between progress lines when stderr is not a terminal
 REFRESHES_PER_SECOND = 2  # enough for a clock that ticks every second, cheap beside training
 
@@ -209,10 +210,15 @@ class ConsoleOutput:
 
     @hookimpl
     def on_validation_end(self, trainer, step, metrics, sample):
+        task = getattr(trainer, "task", None)
         if "val_loss" in metrics:
             self.val_loss = _number(metrics["val_loss"])
-            self.say(f"step {step}: validation loss {metrics['val_loss']:.4f} nats/char "
-                     f"({metrics['val_bpc']:.3f} bpc), accuracy {metrics['val_accuracy']:.1%}")
+            unit, bits = ("nats/char", "bpc") if task is None else ("nats per scored target", "bits")  # a task
+            self.say(f"step {step}: validation loss {metrics['val_loss']:.4f} {unit} "  # scores some outputs only
+                     f"({metrics['val_bpc']:.3f} {bits}), accuracy {metrics['val_accuracy']:.1%}")
+        own = {k: v for k, v in metrics.items() if k not in _VALIDATION and _number(v) is not None}
+        if task is not None and own:
+            self.say(f"step {step}: {task.name}: " + ", ".join(f"{k.replace('_', ' ')} {v:.4g}" for k, v in own.items()))
         for line in sample.splitlines()[:8]:
             self.say("  | " + line)
 
@@ -224,7 +230,9 @@ class ConsoleOutput:
             self.say(f"interrupted at step {trainer.step}; saved. Resume with: charforge train --resume {run}")
         else:
             best = "" if trainer.best_val == float("inf") else f", best validation loss {trainer.best_val:.4f}"
-            self.say(f"done ({reason}) at step {trainer.step}{best}. Sample with: charforge sample {run}")
+            text = getattr(getattr(trainer, "task", None), "text", True)  # a task of values has nothing to sample
+            then = f" Sample with: charforge sample {run}" if text else f" The run: {run}"
+            self.say(f"done ({reason}) at step {trainer.step}{best}.{then}")
 
     @hookimpl
     def on_train_error(self, trainer, error):
