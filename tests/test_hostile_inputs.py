@@ -1,0 +1,34 @@
+"""Inputs a hostile or careless user gives charforge: each is refused with one CharforgeError (one
+`Error:` line on the command line) before anything is written, and nothing runs code it should not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import charforge
+from charforge.errors import CharforgeError
+
+
+@pytest.mark.parametrize("option", [{"hidden_size": True}, {"steps": 2.5}, {"seed": 1.5}, {"seed": "x"},
+                                    {"output_bias": "no"}])
+def test_the_api_checks_its_training_arguments_as_the_checkpoint_loader_does(tmp_path, option):
+    """A run the API wrote must be one charforge can load: a wrong type is refused before training."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world " * 300)
+    with pytest.raises(CharforgeError, match=f"configuration field '{next(iter(option))}' should be of type"):
+        charforge.train(corpus, runs_dir=tmp_path / "runs", quiet=True, **{"steps": 2, **option})
+    assert not (tmp_path / "runs").exists()
+
+
+def test_python_m_charforge_does_not_import_plugins_from_the_current_folder(tmp_path):
+    fake = tmp_path / "charforge_builtins"
+    fake.mkdir()
+    marker = tmp_path / "ran"
+    (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('code from the current folder')\n")
+    done = subprocess.run([sys.executable, "-m", "charforge", "cells"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "lstm" in done.stdout and not marker.exists()
