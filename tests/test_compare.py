@@ -253,3 +253,21 @@ def test_ctrl_c_stops_the_grid_saves_the_point_in_training_and_a_rerun_goes_on(t
     assert "2 points: 0 finished before, 2 to train" in again.stdout
     starts = [e["step"] for e in Run(first).events() if e["event"] == "start"]
     assert starts == [0, step]  # resumed from the checkpoint the Ctrl-C saved
+
+
+def test_a_damaged_record_is_read_around_not_crashed_on(tmp_path):
+    from charforge.experiments.grid import Point
+    from charforge.experiments.summary import point_figures
+
+    run = tmp_path / "p"
+    run.mkdir()
+    good = {"event": "step", "time": 2.0, "step": 10, "loss": 1.5, "accuracy": 0.5, "elapsed": 1.0}
+    lines = [{"event": "start", "time": 1.0, "step": "x"}, {"event": "start", "time": 1.0, "step": 0, "parameters": 9},
+             good, {**good, "step": 20, "loss": "nan"}, {**good, "step": 30, "elapsed": None},
+             {"event": "validation", "time": 3.0, "step": 10, "val_loss": "1.2"}, "not an event", [1, 2],
+             {"event": "end", "time": "late", "reason": "budget spent"}, {"event": "end", "time": 4.0, "step": 10,
+                                                                            "reason": "budget spent"}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) + '{"event": "st')
+    row = point_figures(Point("p", {}, 1, {}), Run(run))
+    assert (row["loss"], row["steps"], row["parameters"], row["status"]) == (1.5, 10, 9, "budget spent")
+    assert "val_loss" not in row and row["wall"] == 3.0

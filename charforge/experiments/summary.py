@@ -26,11 +26,23 @@ SHOWN = {"parameters": "params", "loss": "loss", "best_loss": "best loss", "bpc"
          "target_seconds": "target at s", "steps": "steps", "seconds": "seconds"}
 
 
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_NEEDS = {"start": ("step",), "step": ("step", "loss", "accuracy", "elapsed"), "validation": ("step",),
+          "end": (), "error": ()}  # the numbers each kind of event must hold to be read
+
+
 def timeline(events: list[dict]) -> list[dict]:
     """The events of a run as one history: a resume from step S replaces what the interrupted process
-    had logged past S."""
+    had logged past S. An event without the numbers its kind needs (a damaged or hand-edited record)
+    is left out, as are kinds the summary does not read."""
     kept: list[dict] = []
     for event in events:
+        needs = _NEEDS.get(event.get("event")) if isinstance(event, dict) else None
+        if needs is None or not all(_number(event.get(k)) for k in needs) or not _number(event.get("time", 0)):
+            continue
         if event["event"] == "start":
             kept = [e for e in kept if e["event"] not in ("step", "validation") or e.get("step", 0) <= event["step"]]
         kept.append(event)
@@ -55,7 +67,7 @@ def point_figures(point: Point, run: Run, target_loss: float | None = None) -> d
     if steps:
         row.update(loss=steps[-1]["loss"], best_loss=min(e["loss"] for e in steps), bpc=steps[-1]["loss"] / LN2,
                    accuracy=steps[-1]["accuracy"], steps=steps[-1]["step"], seconds=steps[-1]["elapsed"])
-    with_loss = [e for e in vals if "val_loss" in e]
+    with_loss = [e for e in vals if _number(e.get("val_loss")) and _number(e.get("val_accuracy"))]
     if with_loss:
         row.update(val_loss=with_loss[-1]["val_loss"], val_bpc=with_loss[-1]["val_loss"] / LN2,
                    best_val_loss=min(e["val_loss"] for e in with_loss), val_accuracy=with_loss[-1]["val_accuracy"])
@@ -85,8 +97,8 @@ def _segments(events: list[dict]) -> list[tuple[float, float]]:
     out, started = [], None
     for event in events:
         if event["event"] == "start":
-            started = event["time"]
-        elif event["event"] in ("end", "error") and started is not None:
+            started = event.get("time")
+        elif event["event"] in ("end", "error") and _number(started) and _number(event.get("time")):
             out.append((started, event["time"]))
             started = None
     return out
