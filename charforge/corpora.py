@@ -93,6 +93,9 @@ def _fetch(named: NamedCorpus) -> Path:
 
 def _expand(spec: str, registry) -> tuple[str, list[Path] | None, NamedCorpus | None]:
     """(display name, files, named corpus) for a CORPUS argument."""
+    if not spec.strip():  # Path("") is the current folder: an empty argument must not train on it
+        raise CharforgeError("the corpus is an empty string: give a text file, a folder, a glob or a name "
+                             "(`charforge corpora`).")
     path = Path(spec).expanduser()
     if path.is_file():
         return path.stem, [path], None

@@ -32,3 +32,16 @@ def test_python_m_charforge_does_not_import_plugins_from_the_current_folder(tmp_
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "lstm" in done.stdout and not marker.exists()
+
+
+def test_an_empty_corpus_argument_is_refused_not_read_as_the_current_folder(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from charforge.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("a folder with text in it " * 100)
+    for corpus in ("", "  "):
+        result = CliRunner().invoke(cli, ["train", corpus, "--steps", "1", "-q"])
+        assert result.exit_code == 1 and "the corpus is an empty string" in result.output
+    assert not (tmp_path / "runs").exists()
