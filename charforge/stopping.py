@@ -1,14 +1,27 @@
-"""How a run stops early: Ctrl-C and SIGTERM caught between steps, and the one line for a run whose
-numbers blew up."""
+"""How a run stops early: Ctrl-C and SIGTERM caught between steps (and SIGTERM before any step, with
+one line), and the one line for a run whose numbers blew up."""
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 from charforge.config import TrainConfig
 from charforge.runs.directory import Run
 from charforge.runs.header import checkpoint_step
+
+
+def quit_on_sigterm() -> None:
+    """SIGTERM while no training runs (PyTorch still loading, the corpus being read, or a command that
+    does not train) ends the command with one line instead of silently; a training run catches it
+    itself, saves and says how to resume."""
+    def stop(signum, frame):
+        print("charforge: stopped by SIGTERM while no training ran; nothing was lost.", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
 
 
 def catch_signals(interrupted):

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -45,3 +48,26 @@ def test_an_empty_corpus_argument_is_refused_not_read_as_the_current_folder(tmp_
         result = CliRunner().invoke(cli, ["train", corpus, "--steps", "1", "-q"])
         assert result.exit_code == 1 and "the corpus is an empty string" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def _catches_sigterm(pid: int) -> bool:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (15 - 1)))
+    return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="watches the process's signal mask in Linux's /proc")
+def test_sigterm_before_training_starts_says_nothing_was_lost(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world " * 300)
+    proc = subprocess.Popen([sys.executable, "-m", "charforge", "train", str(corpus), "--steps", "5", "--runs-dir",
+                             str(tmp_path / "runs")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not _catches_sigterm(proc.pid):  # charforge's handler is in place; PyTorch is still loading
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err.strip() == "charforge: stopped by SIGTERM while no training ran; nothing was lost."

@@ -29,4 +29,7 @@ for command in (train.train, compare.compare, sample.sample, train.watch, sample
 
 
 def main() -> None:
+    from charforge.stopping import quit_on_sigterm
+
+    quit_on_sigterm()
     cli(prog_name="charforge")
