@@ -99,6 +99,9 @@ def _expand(spec: str, registry) -> tuple[str, list[Path] | None, NamedCorpus | 
     path = Path(spec).expanduser()
     if path.is_file():
         return path.stem, [path], None
+    if path.exists() and not path.is_dir():  # a FIFO, a device: nothing charforge could read twice
+        raise CharforgeError(f"{spec} is not a regular file (a FIFO or a device?): give a text file, a folder "
+                             f"or a glob.")
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file()
                        and not any(part.startswith(".") for part in p.relative_to(path).parts))

@@ -54,6 +54,9 @@ def make_plugin_manager(extra: Iterable[Any] = (), block: Iterable[str] = (),
     allowed = _names_from_env("CHARFORGE_PLUGINS")
     if load_entry_points:
         installed = sorted(entry_points(group=GROUP), key=lambda e: e.name)
+        if allowed == set():
+            warn("CHARFORGE_PLUGINS is set but names no plugin, so none loads (no cells, optimizers or corpora); "
+                 "unset it to load every installed plugin.")
         for var in ("CHARFORGE_BLOCK_PLUGINS", "CHARFORGE_PLUGINS"):  # a typo there would pass unnoticed
             unknown = sorted((_names_from_env(var) or set()) - {ep.name for ep in installed})
             if unknown:

@@ -71,3 +71,25 @@ def test_sigterm_before_training_starts_says_nothing_was_lost(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert err.strip() == "charforge: stopped by SIGTERM while no training ran; nothing was lost."
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_a_fifo_or_a_device_as_the_corpus_is_named_for_what_it_is(tmp_path):
+    from charforge.corpora import load_corpus
+    from charforge.plugins import Registry, make_plugin_manager
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    registry = Registry(make_plugin_manager(block=["console"]))
+    for spec in (str(fifo), os.devnull):
+        with pytest.raises(CharforgeError, match="is not a regular file"):
+            load_corpus(spec, registry)
+
+
+def test_an_empty_allow_list_warns_that_no_plugin_loads(monkeypatch, capsys):
+    from charforge.plugins import Registry, make_plugin_manager
+
+    monkeypatch.setenv("CHARFORGE_PLUGINS", "")
+    assert Registry(make_plugin_manager()).names("cell") == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "CHARFORGE_PLUGINS is set but names no plugin" in err
