@@ -168,12 +168,6 @@ def _grid_process(runs: Path, name: str) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _workers(pid: int) -> list[int]:
-    """The worker processes of a compare command (Linux's /proc; not the resource tracker)."""
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
-
-
 def _ended(run: Path, reason: str | None = None) -> bool:
     return any(e["event"] == "end" and reason in (None, e["reason"]) for e in Run(run).events())
 
@@ -207,25 +201,6 @@ def test_a_grid_killed_mid_way_resumes_to_the_summary_of_one_never_interrupted(t
     for point in done:  # the points finished before the kill were not trained again
         assert [e["event"] for e in Run(grid_dir / point).events()].count("start") == 1
     assert json.loads((grid_dir / "grid.json").read_text())["axes"] == {"cell": ["rnn", "lstm"], "hidden_size": [8, 16]}
-
-
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through Linux's /proc")
-def test_a_killed_worker_stops_the_grid_with_one_line_and_a_rerun_finishes_it(tmp_path):
-    runs = tmp_path / "runs"
-    killed = _grid_process(runs, "w")
-    grid_dir = runs / "w"
-    deadline = time.monotonic() + 120
-    while not (grid_dir.is_dir() and any(_ended(p) for p in grid_dir.iterdir() if p.is_dir())):
-        assert time.monotonic() < deadline and killed.poll() is None
-        time.sleep(0.05)
-    os.kill(_workers(killed.pid)[0], signal.SIGKILL)  # one worker, in the middle of a point
-    _, err = killed.communicate(timeout=120)
-    assert killed.returncode == 130 and "Traceback" not in err, err
-    assert "run the same command again to go on" in err
-    rerun = _grid_process(runs, "w")
-    _, err = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, err
-    assert all(row["status"] == "budget spent" and row["steps"] == "600" for row in rows(grid_dir / "points.csv"))
 
 
 def test_a_grid_file_runs_as_its_command_line_would_and_options_override_it(tmp_path):
