@@ -9,6 +9,7 @@ import math
 import statistics
 from pathlib import Path
 
+from charforge.display import finite
 from charforge.experiments.grid import Grid, Point
 from charforge.runs.directory import Run
 from charforge.runs.files import atomic_write
@@ -26,10 +27,6 @@ SHOWN = {"parameters": "params", "loss": "loss", "best_loss": "best loss", "bpc"
          "target_seconds": "target at s", "steps": "steps", "seconds": "seconds"}
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 _NEEDS = {"start": ("step",), "step": ("step", "loss", "accuracy", "elapsed"), "validation": ("step",),
           "end": (), "error": ()}  # the numbers each kind of event must hold to be read
 
@@ -41,7 +38,7 @@ def timeline(events: list[dict]) -> list[dict]:
     kept: list[dict] = []
     for event in events:
         needs = _NEEDS.get(event.get("event")) if isinstance(event, dict) else None
-        if needs is None or not all(_number(event.get(k)) for k in needs) or not _number(event.get("time", 0)):
+        if needs is None or not all(finite(event.get(k)) for k in needs) or not finite(event.get("time", 0)):
             continue
         if event["event"] == "start":
             kept = [e for e in kept if e["event"] not in ("step", "validation") or e.get("step", 0) <= event["step"]]
@@ -67,7 +64,7 @@ def point_figures(point: Point, run: Run, target_loss: float | None = None) -> d
     if steps:
         row.update(loss=steps[-1]["loss"], best_loss=min(e["loss"] for e in steps), bpc=steps[-1]["loss"] / LN2,
                    accuracy=steps[-1]["accuracy"], steps=steps[-1]["step"], seconds=steps[-1]["elapsed"])
-    with_loss = [e for e in vals if _number(e.get("val_loss")) and _number(e.get("val_accuracy"))]
+    with_loss = [e for e in vals if finite(e.get("val_loss")) and finite(e.get("val_accuracy"))]
     if with_loss:
         row.update(val_loss=with_loss[-1]["val_loss"], val_bpc=with_loss[-1]["val_loss"] / LN2,
                    best_val_loss=min(e["val_loss"] for e in with_loss), val_accuracy=with_loss[-1]["val_accuracy"])
@@ -98,7 +95,7 @@ def _segments(events: list[dict]) -> list[tuple[float, float]]:
     for event in events:
         if event["event"] == "start":
             started = event.get("time")
-        elif event["event"] in ("end", "error") and _number(started) and _number(event.get("time")):
+        elif event["event"] in ("end", "error") and finite(started) and finite(event.get("time")):
             out.append((started, event["time"]))
             started = None
     return out

@@ -8,8 +8,8 @@ same events, exactly as ``summary.md`` will have it once ``compare`` finishes.
 
 from __future__ import annotations
 
-import math
 
+from charforge.display import finite
 from charforge.experiments.curves import band
 from charforge.experiments.grid import Grid
 from charforge.experiments.summary import FINISHED, configurations, point_figures, timeline
@@ -27,10 +27,6 @@ class _Recorded:
 
     def events(self) -> list[dict]:
         return self._events
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def tally(statuses: dict[str, str]) -> dict[str, int]:
@@ -75,7 +71,7 @@ class GridHistory:
                 self._mark[name] = event
             elif event["event"] == "step":
                 self._last_step[name] = event
-            if _finite(event.get("time")):
+            if finite(event.get("time")):
                 self.last_time[name] = max(self.last_time[name] or event["time"], event["time"])
         self._rows.pop(name, None)
         for x in ("step", "elapsed"):
@@ -112,12 +108,12 @@ class GridHistory:
         if self.status(name) == "finished":
             return 1.0
         progress = self._last_step.get(name, {}).get("progress")
-        return min(max(float(progress), 0.0), 1.0) if _finite(progress) else 0.0
+        return min(max(float(progress), 0.0), 1.0) if finite(progress) else 0.0
 
     def step(self, name: str) -> int | None:
         """The step point ``name`` logged last (its end's, once it ended), None before its first."""
         for event in (self._mark.get(name, {}), self._last_step.get(name, {})):
-            if event.get("event") in ("end", "step") and _finite(event.get("step")):
+            if event.get("event") in ("end", "step") and finite(event.get("step")):
                 return int(event["step"])
         return None
 
@@ -156,7 +152,7 @@ class GridHistory:
             except (KeyError, TypeError):
                 kept = self.events[name]
             self._point_curves[(name, x)] = [(e[x], e["loss"]) for e in kept
-                                             if e["event"] == "step" and _finite(e.get(x)) and _finite(e.get("loss"))]
+                                             if e["event"] == "step" and finite(e.get(x)) and finite(e.get("loss"))]
         return self._point_curves[(name, x)]
 
     def curves(self, x: str = "step", bits: bool = False, limit: int = 200) -> dict[str, list[tuple[float, float]]]:
