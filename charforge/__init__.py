@@ -9,7 +9,15 @@ Importing the package stays cheap (no torch); the Python API loads on first use:
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# MKL's conditional numerical reproducibility: without it, the last bits of a product may depend on
+# how its operands happen to lie in memory, so a resumed run could drift from an uninterrupted one.
+# MKL reads it when it starts, so it is set here, before charforge imports torch (a script that
+# imports torch first must set it itself); a value the user set is kept (benchmarks/exactness.py
+# measures what it costs).
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 from charforge.version import __version__
 

@@ -23,12 +23,13 @@ from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence, over
 import torch
 
 from charforge.config import TrainConfig
+from charforge.device import pick_device
 from charforge.errors import CharforgeError, unknown_name
 from charforge.model import CharModel
 from charforge.runs.checkpoint import Checkpoint
 from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.loading import load_engine
-from charforge.sampling.settings import Request, Sample, Settings, expand, parse_temperatures, stops
+from charforge.sampling.settings import Request, Sample, Settings, check_text, expand, parse_temperatures, stops
 from charforge.vocab import Vocab
 
 LN2 = math.log(2)
@@ -63,7 +64,7 @@ class Model:
 
     def __init__(self, model: CharModel, vocab: Vocab, device: torch.device | str = "cpu",
                  precision: str = "auto", origin: Checkpoint | None = None):
-        device = torch.device(device)
+        device = pick_device(device) if isinstance(device, str) else torch.device(device)
         self.engine = BatchGenerator(model.to(device), vocab, device, precision=precision, origin=origin)
 
     @classmethod
@@ -140,7 +141,7 @@ class Model:
         other prompts and the ``batch_size``).
         """
         single = isinstance(prompt, str)
-        prompts = [prompt] if single else list(prompt)
+        prompts = _prompts(prompt)
         records = self.generate_records(
             prompts, length=length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
             num_samples=num_samples, seed=seed, stop=stop, beam=beam, batch_size=batch_size,
@@ -163,8 +164,7 @@ class Model:
         A prompt may also be a :class:`~charforge.sampling.settings.Request` with its own settings.
         ``seed`` None picks a random one, reported in every record.
         """
-        if isinstance(prompts, str):
-            prompts = [prompts]
+        prompts = _prompts(prompts)
         defaults = Settings(length=length, top_k=top_k, top_p=top_p, greedy=greedy, stop=stops(stop),
                             beam=beam)
         temps = parse_temperatures(temperature)
@@ -188,7 +188,7 @@ class Model:
         (``sample`` picks which of ``num_samples`` to reproduce).
         """
         settings = Settings(length=length, temperature=temperature, top_k=top_k, top_p=top_p,
-                            greedy=greedy, stop=stops(stop)).check()
+                            greedy=greedy, stop=stops(stop))
         return self._engine(1, drop_unknown).stream(Request(prompt, settings), seed, sample)
 
     # -- scoring ------------------------------------------------------------------------------
@@ -201,6 +201,9 @@ class Model:
         validation). With ``prompt`` every character of ``text`` is scored, conditioned on the
         prompt (an empty prompt means the start of a generation: after a line break).
         """
+        check_text(text, "the text to score")
+        if prompt is not None:
+            Request(prompt).check()
         engine = self._engine()
         ids = self.vocab.encode(text)
         if prompt is None:
@@ -226,6 +229,15 @@ class Model:
             skip = max(0, first - 1 - start)  # targets before the first scored character
             total += float(picked[skip:].to("cpu", torch.float64).sum())  # summed in double precision
         return Score(total, len(ids) - first)
+
+
+def _prompts(prompts: Any) -> list:
+    """The prompts of a generation call as a list: one string, or a list or tuple of them (or of Requests)."""
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, (list, tuple)):
+        raise CharforgeError(f"prompts must be a string or a list of strings, not {type(prompts).__name__}.")
+    return list(prompts)
 
 
 # -- loading and training ----------------------------------------------------------------------
@@ -267,7 +279,8 @@ def train(corpus: str | Path | None = None, *, resume: str | Path | None = None,
     defaults, as on the command line). ``options``: any
     :class:`~charforge.config.TrainConfig` field (``hidden_size=256``, ``steps=1000``,
     ``cell_options={"init": "orthogonal"}``...; ``layers`` and ``keep`` also work, as on the
-    command line). ``resume``: a run directory or checkpoint to continue instead.
+    command line; ``init_from="runs/x"`` fine-tunes that model on ``corpus``, in a new run).
+    ``resume``: a run directory or checkpoint to continue instead.
     ``plugins``: extra plugin objects whose hooks (``on_step_end``, ``on_validation_end``...)
     see the run, as installed plugins do. ``quiet`` blocks the console progress plugin.
     """

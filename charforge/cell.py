@@ -5,7 +5,9 @@ implements :meth:`Cell.step`. The default :meth:`Cell.forward` loops over ``step
 cells with a fused kernel (or a vectorised form) override ``forward`` for speed, and must
 then compute what the step loop computes. State is a tuple of ``(batch, hidden)`` tensors,
 carried in and out of both paths. Cells with ``uses_time = True`` also receive one
-timestamp per sample and step (float64).
+timestamp per sample and step (float64). A cell bounds its numeric options with
+:func:`check_range` as it is built, so a value from the command line or a checkpoint that torch
+could not store is one line.
 """
 
 from __future__ import annotations
@@ -15,9 +17,19 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from charforge.errors import CharforgeError
 from charforge.options import Option
 
 State = tuple[Tensor, ...]
+# A gate's initial bias beyond this only risks overflow: a sigmoid has saturated long before, in any float type.
+GATE_BIAS_LIMIT = 100.0
+
+
+def check_range(cell: str, name: str, value: float, low: float, high: float) -> None:
+    """Refuse an option outside [low, high] (NaN too) with one line, before torch meets a value it
+    cannot store (a bias beyond float32's range overflows inside ``fill_``, far from its cause)."""
+    if not low <= value <= high:
+        raise CharforgeError(f"{cell}: {name} must be in [{low:g}, {high:g}], not {value!r}.")
 
 
 class Cell(nn.Module):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -13,6 +14,9 @@ CLIP_MODES = ("norm", "value", "none")
 
 # Fields that fix the model's shape: a resume may not change them.
 ARCHITECTURE = ("cell", "cell_options", "hidden_size", "num_layers", "embedding_dim", "output_bias")
+# The longest sample a validation prints: a glance at the model, not its output (`charforge sample`
+# writes any length), and short enough that no stored value can stall training.
+MAX_SAMPLE_LENGTH = 100_000
 
 
 @dataclass
@@ -22,6 +26,7 @@ class TrainConfig:
     errors: str = "strict"
     val_fraction: float = 0.1
     task_options: dict[str, Any] = field(default_factory=dict)  # when ``corpus`` names a task
+    init_from: str | None = None  # the checkpoint whose weights the run started from (fine-tuning)
     # model
     cell: str = "lstm"
     cell_options: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +117,9 @@ class TrainConfig:
                            ("keep_checkpoints", "keep"), ("sample_length", "sample-length")):
             if getattr(self, name) < 0:
                 raise CharforgeError(f"--{flag} must not be negative, not {getattr(self, name)!r}.")
+        if self.sample_length > MAX_SAMPLE_LENGTH:
+            raise CharforgeError(f"--sample-length must be at most {MAX_SAMPLE_LENGTH} (the sample each validation "
+                                 f"prints; charforge sample writes longer text), not {self.sample_length!r}.")
         if not 0 <= self.seed < 2**63:
             raise CharforgeError(f"--seed must be in [0, 2**63), not {self.seed!r}.")
         if self.schedule not in SCHEDULES:
@@ -123,14 +131,20 @@ class TrainConfig:
         if self.lr_decay_every <= 0 or not 0 < self.lr_decay <= 1 or not 0 <= self.min_lr_ratio <= 1:
             raise CharforgeError("--lr-decay must be in (0, 1], --lr-decay-every positive, "
                                  "--min-lr-ratio in [0, 1].")
-        if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith("cuda:"):
-            raise CharforgeError(f"--device must be auto, cpu, cuda or mps, not {self.device!r}.")
+        check_device_name(self.device)
         return self
+
+
+def check_device_name(name: Any) -> None:
+    """The devices charforge runs on, by name (whether one is there is :func:`charforge.device.pick_device`'s
+    question): never one that holds no data, such as ``meta``."""
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:[0-9]+)?", name):
+        raise CharforgeError(f"--device must be auto, cpu, cuda[:N] or mps, not {name!r}.")
 
 
 _BUDGETS = {"steps": int, "epochs": float, "minutes": float}  # None (no limit) is allowed too
 _NULLABLE = {**_BUDGETS, "eval_every": int, "eval_seconds": float, "checkpoint_every": int,
-             "checkpoint_seconds": float}  # None: by the cadence rule
+             "checkpoint_seconds": float, "init_from": str}  # None: by the cadence rule, from scratch
 
 
 def _check_type(name: str, value: Any, kind: type) -> None:

@@ -3,7 +3,8 @@
 Named corpora that live on the web are downloaded once into a cache and checked against
 their SHA-256; ``CHARFORGE_CORPUS_DIR`` points that cache at local copies. Encoded corpora
 are cached too (keyed by the files' paths, sizes and modification times), so a second run on
-the same text starts at once.
+the same text starts at once. Every corpus has a :func:`fingerprint`, stored in its runs'
+checkpoints, so that a resume on text that changed is refused with what changed.
 """
 
 from __future__ import annotations
@@ -55,11 +56,53 @@ def corpus_dir() -> Path:
 
 @dataclass
 class Corpus:
-    """Encoded text: ``ids`` in a small integer type, and the vocabulary that maps them."""
+    """Encoded text: ``ids`` in a small integer type, the vocabulary that maps them, and the text's
+    :func:`fingerprint`."""
 
     name: str
     vocab: Vocab
     ids: torch.Tensor
+    fingerprint: dict | None = None
+
+
+def fingerprint(vocab: Vocab, ids: torch.Tensor, files: list[Path] | None) -> dict:
+    """What identifies a text: its length, a hash of its contents (in one pass over the encoded ids)
+    and, for each file, its name (relative to the files' common folder) and size in bytes."""
+    digest = hashlib.blake2b(vocab.to_json().encode("utf-8"), digest_size=16)
+    digest.update(ids.contiguous().numpy())  # the buffer itself, not a copy
+    files = files or []
+    root = Path(os.path.commonpath(files)) if len(files) > 1 else None
+    names = [str(p.relative_to(root)) if root else p.name for p in files]
+    return {"characters": len(ids), "blake2b": digest.hexdigest(),
+            "files": [[name, p.stat().st_size] for name, p in zip(names, files)]}
+
+
+def changes(stored, now: dict) -> str | None:
+    """What differs between a checkpoint's fingerprint of its corpus and the corpus's now, in words
+    (None: the same text)."""
+    well_formed = (isinstance(stored, dict) and isinstance(stored.get("characters"), int)
+                   and isinstance(stored.get("blake2b"), str) and isinstance(stored.get("files"), list)
+                   and all(isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) and isinstance(f[1], int)
+                           for f in stored["files"]))
+    if not well_formed:
+        return "the checkpoint's record of it is damaged"
+    if stored["blake2b"] == now["blake2b"] and stored["characters"] == now["characters"]:
+        return None
+    before, after = dict(map(tuple, stored["files"])), dict(map(tuple, now["files"]))
+    said = []
+    if len(before) > 1 or len(after) > 1:
+        gained, lost = sorted(after.keys() - before.keys()), sorted(before.keys() - after.keys())
+        if gained:
+            said.append(f"{len(gained)} file(s) added, {', '.join(gained[:3])}{', ...' if len(gained) > 3 else ''}")
+        if lost:
+            said.append(f"{len(lost)} file(s) gone, {', '.join(lost[:3])}{', ...' if len(lost) > 3 else ''}")
+    resized = [f"{name} {before[name]} -> {after[name]} bytes" for name in sorted(before.keys() & after.keys())
+               if before[name] != after[name]]
+    if resized:
+        said.append(", ".join(resized[:3]) + (", ..." if len(resized) > 3 else ""))
+    if stored["characters"] != now["characters"]:
+        said.append(f"{stored['characters']} -> {now['characters']} characters")
+    return "; ".join(said) or "the same length, different contents"
 
 
 def _sha256(path: Path) -> str:
@@ -157,7 +200,7 @@ def load_corpus(spec: str, registry, encoding: str = "utf-8", errors: str = "str
     name, files, named = _expand(spec, registry)
     if named is not None and named.text is not None:
         vocab, ids = build_and_encode(named.text)
-        return Corpus(name, vocab, ids)
+        return Corpus(name, vocab, ids, fingerprint(vocab, ids, None))
     if named is not None:
         files = named.files() if named.files else [_fetch(named)]
     key = _cache_key(files, encoding, errors, named)
@@ -165,7 +208,8 @@ def load_corpus(spec: str, registry, encoding: str = "utf-8", errors: str = "str
     if use_cache and cached.exists():
         try:
             with safe_open(cached, "pt") as f:
-                return Corpus(name, Vocab.from_json(f.metadata()["tokenizer"]), f.get_tensor("ids"))
+                vocab, ids = Vocab.from_json(f.metadata()["tokenizer"]), f.get_tensor("ids")
+            return Corpus(name, vocab, ids, fingerprint(vocab, ids, files))
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             pass
     texts = [_read(p, encoding, errors) for p in files]
@@ -177,7 +221,7 @@ def load_corpus(spec: str, registry, encoding: str = "utf-8", errors: str = "str
     vocab, ids = build_and_encode(text)
     if use_cache:
         _store(cached, vocab, ids)
-    return Corpus(name, vocab, ids)
+    return Corpus(name, vocab, ids, fingerprint(vocab, ids, files))
 
 
 def _store(path: Path, vocab: Vocab, ids: torch.Tensor) -> None:

@@ -18,7 +18,7 @@ from charforge.config import TrainConfig
 from charforge.corpora import load_corpus
 from charforge.errors import CharforgeError
 from charforge.options import resolve_options
-from charforge.vocab import Vocab
+from charforge.vocab import Vocab, storage_dtype
 
 
 def split(ids: Tensor, val_fraction: float) -> tuple[Tensor, Tensor]:
@@ -83,24 +83,41 @@ class TrainingData:
     val: Any | None
     task: Any | None = None  # a charforge.tasks.task.Task
     input_size: Any | None = None  # a task's TaskData.input_size: inputs that are vectors
+    fingerprint: dict | None = None  # a corpus's (charforge.corpora.fingerprint); a task's data is its options'
 
 
-def training_data(config, registry, device) -> TrainingData:
+def training_data(config, registry, device, vocab: Vocab | None = None) -> TrainingData:
     """The data ``config.corpus`` names: a registered task (its options, ``config.task_options``,
-    resolved and filled in) or a corpus, split into training and held-out text."""
+    resolved and filled in) or a corpus, split into training and held-out text. ``vocab``: encode
+    the text in this vocabulary (a model's, that training starts from), extended by the characters
+    it lacks."""
     if config.corpus in registry.names("task"):
         cls = registry.get("task", config.corpus).obj
         config.task_options = resolve_options(f"task {config.corpus!r}", cls.options, config.task_options)
         task = cls(**config.task_options)
         data = task.data(config.batch_size, config.seq_len, config.seed, device)
+        if vocab is not None and vocab != data.vocab:
+            raise CharforgeError(f"the task {config.corpus!r} has its own vocabulary of {len(data.vocab)} "
+                                 f"symbols; the model starting it knows {len(vocab)} others.")
         return TrainingData(config.corpus, data.vocab, data.train, data.val, task, data.input_size)
     if config.task_options:
         raise CharforgeError(f"-T sets a task's option, but {config.corpus!r} is a corpus, not a task "
                              f"(tasks: {', '.join(registry.names('task')) or 'none'}).")
     corpus = load_corpus(config.corpus, registry, config.encoding, config.errors)
-    train_ids, val_ids = split(corpus.ids, config.val_fraction)
+    vocab, ids = (corpus.vocab, corpus.ids) if vocab is None else encoded_in(vocab, corpus.vocab, corpus.ids)
+    train_ids, val_ids = split(ids, config.val_fraction)
     val = Streams.fitting(val_ids, config.batch_size, config.seq_len, device) if config.val_fraction > 0 else None
-    return TrainingData(corpus.name, corpus.vocab, Streams(train_ids, config.batch_size, config.seq_len, device), val)
+    return TrainingData(corpus.name, vocab, Streams(train_ids, config.batch_size, config.seq_len, device), val,
+                        fingerprint=corpus.fingerprint)
+
+
+def encoded_in(vocab: Vocab, own: Vocab, ids: Tensor) -> tuple[Vocab, Tensor]:
+    """``ids`` (in their ``own`` vocabulary) in ``vocab``, extended at its end by the characters it lacks,
+    so that the ids it had keep their meaning."""
+    new = [c for c in own.chars if c not in vocab.index]
+    merged = Vocab(vocab.chars + new) if new else vocab
+    table = torch.tensor([merged.index[c] for c in own.chars], dtype=torch.int64)
+    return merged, table[ids.long()].to(storage_dtype(len(merged)))
 
 
 def target_defaults(target: str, task_options: dict | None, registry) -> dict[str, Any]:
@@ -117,7 +134,12 @@ def target_defaults(target: str, task_options: dict | None, registry) -> dict[st
 
 def run_config(settings: dict[str, Any], registry) -> TrainConfig:
     """The whole configuration of a new run: TrainConfig's defaults, overlaid with what
-    ``settings["corpus"]`` suits (:func:`target_defaults`), overlaid with ``settings``; each field's
-    type and value checked."""
+    ``settings["corpus"]`` suits (:func:`target_defaults`) and the shape of the model it starts from
+    (``init_from``), overlaid with ``settings``; each field's type and value checked."""
     defaults = target_defaults(settings["corpus"], settings.get("task_options"), registry)
+    if settings.get("init_from") is not None:  # fine-tuning: the model's shape is the checkpoint's
+        from charforge.finetune import architecture_from
+
+        defaults.update(architecture_from(settings["init_from"], settings, registry))
+        settings = {k: v for k, v in settings.items() if k != "init_from"}
     return TrainConfig.from_dict({**defaults, **settings}).check()

@@ -6,11 +6,12 @@ Each takes whatever a run's event held: anything but a finite number is shown as
 
 from __future__ import annotations
 
-import math
+import sys
 
 
 def finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A number that is neither a bool nor NaN nor infinite, and that a float holds (JSON's integers have no limit)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
 
 
 def clock(seconds: float | None) -> str:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from charforge.cell import Cell, State
+from charforge.errors import CharforgeError
+
+FLOAT_BYTES = 4  # a float32, the type charforge trains in
 
 
 class CharModel(nn.Module):
@@ -75,14 +80,76 @@ def detach_state(state: list[State]) -> list[State]:
     return [tuple(s.detach() for s in layer) for layer in state]
 
 
-def build_model(config, vocab_size: int, registry, input_size=None) -> CharModel:
+def build_model(config, vocab_size: int, registry, input_size=None, training: bool = True) -> CharModel:
     """The model a :class:`~charforge.config.TrainConfig` describes, its cell taken from the plugins;
-    ``input_size``: a task's ``TaskData.input_size``, for inputs that are vectors."""
+    ``input_size``: a task's ``TaskData.input_size``, for inputs that are vectors. ``training``: the
+    memory check (:func:`check_memory`) counts what training adds to the weights (sampling: not)."""
     from charforge.options import resolve_options
 
     cell = registry.get("cell", config.cell).obj
     options = resolve_options(f"cell {config.cell!r}", cell.options, config.cell_options)
     config.cell_options = options
+    inputs = input_size(cell.uses_time) if input_size else None
+    # a task's sequences may be shorter than --seq-len: one step of them is the least a window holds
+    steps = 1 if config.corpus in registry.names("task") else config.seq_len
+    check_memory(config, vocab_size, cell, options, inputs, steps if training else 0)
     return CharModel(vocab_size, cell, config.hidden_size, config.num_layers, config.dropout,
-                     config.embedding_dim, config.output_bias, options,
-                     input_size(cell.uses_time) if input_size else None)
+                     config.embedding_dim, config.output_bias, options, inputs)
+
+
+def check_memory(config, vocab_size: int, cell: type[Cell], options: dict, input_size: int | None,
+                 steps: int) -> None:
+    """Refuse, with one line, a model that cannot fit in the memory available, before anything is
+    allocated, so that no size (a typo, a stranger's checkpoint) exhausts memory or overflows. What
+    it counts is a lower bound: the embedding and the read-out from their shapes, the recurrent
+    layers from one of each input width built on the meta device (so any depth costs the same to
+    count); in training (``steps`` > 0, the steps of a window) also the gradients and a window's
+    activations. The optimizer's state is left out: it is the plugin's."""
+    available = available_memory()
+    if available is None:
+        return
+    hidden, layers, training = config.hidden_size, config.num_layers, steps > 0
+    copies = 2 if training else 1  # the weights, and in training their gradients
+    weights = hidden * vocab_size + (vocab_size if config.output_bias else 0)  # the read-out
+    if config.embedding_dim and not input_size:
+        weights += vocab_size * config.embedding_dim
+    activations = config.batch_size * steps * (hidden * layers + vocab_size)
+    needed = FLOAT_BYTES * (copies * weights + activations)
+    if needed <= available:  # only then are the layers counted: sizes far past memory could overflow even there
+        needed += copies * _layer_bytes(cell, input_size or config.embedding_dim or vocab_size, hidden, options)
+        if layers > 1:
+            needed += copies * (layers - 1) * _layer_bytes(cell, hidden, hidden, options)
+    if needed > available:
+        what = "its weights and their gradients, and one window's activations" if training else "its weights"
+        advice = (" Use a smaller --hidden-size, --layers, --embedding-dim, --batch-size or --seq-len."
+                  if training else "")
+        raise CharforgeError(f"this model needs at least {needed / 1e9:.3g} GB of memory ({what}); this machine "
+                             f"has {available / 1e9:.3g} GB available.{advice}")
+
+
+def _layer_bytes(cell: type[Cell], input_size: int, hidden_size: int, options: dict) -> int:
+    """The bytes of one layer's parameters and buffers, built on the meta device (shapes, no data)."""
+    try:
+        with torch.device("meta"):
+            layer = cell(input_size, hidden_size, **options)
+    except CharforgeError:  # an option out of its bounds: the same line as the real build would give
+        raise
+    except Exception:  # a plugin cell that reads values as it builds cannot be counted: a lower bound without it
+        return 0
+    return sum(t.numel() * t.element_size() for t in (*layer.parameters(), *layer.buffers()))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for this process now (Linux's MemAvailable), else the machine's physical
+    memory, or None where neither is known."""
+    try:
+        with open("/proc/meminfo", "rb") as meminfo:
+            for line in meminfo:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None

@@ -8,7 +8,6 @@ so any of them can be listed, blocked (``CHARFORGE_BLOCK_PLUGINS=a,b``) or repla
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Iterable
@@ -16,14 +15,9 @@ from typing import Any, Iterable
 import pluggy
 
 from charforge import hookspecs
-from charforge.errors import CharforgeError, unknown_name
+from charforge.errors import CharforgeError, unknown_name, warn
 
 GROUP = "charforge"
-
-
-def warn(message: str) -> None:
-    """One line on stderr, even for an exception whose message spans several (pluggy's do)."""
-    print(f"charforge: warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 def _names_from_env(var: str) -> set[str] | None:

@@ -1,16 +1,19 @@
-"""What a resumed run may change: the budget, the learning rate and such, never the run itself."""
+"""What a resumed run may change: the budget, the learning rate and such, never the run itself (its
+text included)."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from charforge.config import ARCHITECTURE, TrainConfig
+from charforge.corpora import changes
 from charforge.errors import CharforgeError
 from charforge.options import resolve_options
+from charforge.runs.directory import Run
 
 # What a resumed run must keep: the model's shape and everything the data position depends on.
 RESUME_FIXED = ARCHITECTURE + ("optimizer", "optimizer_options", "batch_size", "seq_len", "corpus",
-                               "task_options", "encoding", "errors", "val_fraction")
+                               "task_options", "encoding", "errors", "val_fraction", "init_from")
 
 _OWNER = {"cell_options": "cell", "optimizer_options": "optimizer", "task_options": "corpus"}  # whose options
 
@@ -32,3 +35,15 @@ def resumed_config(config: TrainConfig, overrides: dict, registry) -> TrainConfi
                 f"asked for {value!r}); start a new run instead.")
         setattr(config, key, value)
     return config
+
+
+def same_text(ckpt, vocab, fingerprint: dict | None, corpus: str) -> None:
+    """Refuse to resume on text other than the run's: its characters, or (for checkpoints that hold
+    one) the corpus's fingerprint; the line offers fine-tuning on the new text instead."""
+    why = "its characters differ" if ckpt.vocab != vocab else None
+    if why is None and fingerprint is not None and "corpus" in ckpt.meta:
+        why = changes(ckpt.meta["corpus"], fingerprint)
+    if why is not None:
+        raise CharforgeError(f"the corpus {corpus!r} has changed since this run started ({why}); resume needs "
+                             f"the same text. To go on training this model on the new text, start a new run "
+                             f"from it: charforge train {corpus} --init-from {Run.of(ckpt.path).path}")

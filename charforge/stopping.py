@@ -1,8 +1,10 @@
 """How a run stops early: Ctrl-C and SIGTERM caught between steps (and SIGTERM before any step, with
-one line), and the one line for a run whose numbers blew up."""
+one line), the rule for a loss that counts as divergence, and the one line for a run whose numbers
+blew up."""
 
 from __future__ import annotations
 
+import math
 import signal
 import sys
 import threading
@@ -32,6 +34,21 @@ def catch_signals(interrupted):
     previous = {s: signal.signal(s, lambda signum, frame: interrupted()) for s in (signal.SIGINT, signal.SIGTERM)}
     # None: a handler installed outside Python, which cannot be put back; the default is closest
     return lambda: [signal.signal(s, signal.SIG_DFL if h is None else h) for s, h in previous.items()]
+
+
+DIVERGED = 10  # a loss this many times a uniform guess's, log(vocabulary size), counts as divergence
+
+
+def diverged(which: str, loss: float, vocab_size: int) -> str | None:
+    """What is wrong with a ``which`` ("training", "validation") loss that counts as divergence, else None:
+    NaN, infinite, or above :data:`DIVERGED` times what guessing every symbol alike costs. A model
+    that far behind a uniform guess has broken; its weights must not overwrite a good checkpoint."""
+    limit = DIVERGED * max(math.log(vocab_size), math.log(2))
+    if not math.isfinite(loss):
+        return f"the {which} loss became {loss}"
+    if loss > limit:
+        return f"the {which} loss became {loss:.4g}, more than {DIVERGED} times a uniform guess's ({limit:.3g})"
+    return None
 
 
 def divergence_message(what: str, step: int, c: TrainConfig, run: Run) -> str:

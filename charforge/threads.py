@@ -16,7 +16,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Callable
 
-from charforge.errors import CharforgeError
+from charforge.errors import CharforgeError, warn
 
 if TYPE_CHECKING:
     import torch
@@ -41,6 +41,14 @@ def idle_cpu_seconds() -> float | None:
         return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")  # idle + iowait
     except (OSError, ValueError, IndexError, AttributeError):
         return None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system says, else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def candidates(cores: int) -> list[int]:
@@ -78,8 +86,9 @@ class ThreadTuner:
     def __init__(self, threads: int = 0, *, cores: int | None = None, clock: Callable[[], float] = time.perf_counter,
                  set_threads: Callable[[int], object] | None = None,
                  idle: Callable[[], float | None] = idle_cpu_seconds):
-        """``threads`` 0: adaptive between 1 and ``cores`` (os.cpu_count() by default); N > 0:
-        N, or ``cores`` if fewer, and never changed. ``set_threads`` applies a count
+        """``threads`` 0: adaptive between 1 and ``cores`` (:func:`usable_cores` by default); N > 0:
+        N, or ``cores`` if fewer (with a warning: more threads than cores only wait for each other,
+        and far more crash OpenMP), and never changed. ``set_threads`` applies a count
         (``torch.set_num_threads`` by default, looked up here so that importing this module
         never imports torch); ``idle`` is the machine's idle CPU seconds so far, as ``clock``
         counts them."""
@@ -89,7 +98,10 @@ class ThreadTuner:
             import torch
 
             set_threads = torch.set_num_threads
-        cores = cores or os.cpu_count() or 1
+        cores = cores or usable_cores()
+        if threads > cores:
+            warn(f"--threads {threads} is more than the {cores} core{'s' * (cores != 1)} this process may use; "
+                 f"using {cores}.")
         self.pinned = threads > 0
         self._counts = [min(threads, cores)] if self.pinned else candidates(cores)
         self._clock, self._set_threads, self._idle = clock, set_threads, idle

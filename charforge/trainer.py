@@ -3,10 +3,11 @@
 Read top to bottom: ``__init__`` builds data, model and optimizer (or restores them from a
 checkpoint), ``run`` loops over windows until the budget is spent, ``validate_and_save`` and
 ``save`` do what they say. Nothing here prints: the console output is a plugin like any other.
-:class:`Trainer` runs past 200 lines on purpose: the loop, its bookkeeping and its checkpoints
-stay in one class so that the whole of training reads in one sitting; what is not the loop's
+:class:`Trainer` runs past 200 lines, and this module past 400 lines, on purpose: the loop, its
+bookkeeping and its checkpoints stay in one class so that the whole of training reads in one sitting; what is not the loop's
 (building the optimizer) is :mod:`charforge.optim`'s; evaluation is :mod:`charforge.evaluation`'s,
-the resume rules :mod:`charforge.resume`'s, signals and the divergence message
+the resume rules :mod:`charforge.resume`'s, starting from another run's weights
+:mod:`charforge.finetune`'s, signals and the divergence message
 :mod:`charforge.stopping`'s, and the tensor layout of a checkpoint :mod:`charforge.runs.checkpoint`'s.
 """
 
@@ -26,17 +27,19 @@ from charforge.data import training_data
 from charforge.device import pick_device
 from charforge.evaluation import evaluate
 from charforge.errors import CharforgeError
+from charforge.finetune import initialise, starting_point
 from charforge.model import build_model, detach_state
 from charforge.optim import Schedule, build_optimizer, clip_gradients
 from charforge.plugins import Registry, make_plugin_manager
-from charforge.resume import resumed_config
-from charforge.runs.checkpoint import (Checkpoint, load_checkpoint, require_plugins, restore_carry, restore_model,
-                                       restore_optimizer, restore_rng, save_checkpoint, training_state)
+from charforge.resume import resumed_config, same_text
+from charforge.runs.checkpoint import (Checkpoint, check_fits, load_checkpoint, require_plugins, restore_carry,
+                                       restore_model, restore_optimizer, restore_rng, save_checkpoint,
+                                       training_state)
 from charforge.runs.directory import Run, step_kind
 from charforge.runs.validation import first_nonfinite
 from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.settings import Request, Settings
-from charforge.stopping import catch_signals, divergence_message
+from charforge.stopping import catch_signals, divergence_message, diverged
 from charforge.tasks.task import IGNORE
 from charforge.threads import ThreadTuner
 
@@ -52,9 +55,10 @@ class Trainer:
     """Trains one run. Plugins see it in every hook; ``request_stop`` ends training after the step."""
 
     def __init__(self, config: TrainConfig, pm=None, runs_root: str | Path = "runs", name: str | None = None,
-                 checkpoint: Checkpoint | None = None, writer: bool = True):
+                 checkpoint: Checkpoint | None = None, writer: bool = True, directory: Run | None = None):
         """``writer``: whether this process owns the run directory (only one of several training one
-        run does); the others train alike but write nothing."""
+        run does); the others train alike but write nothing. ``directory``: the run ``checkpoint``
+        belongs to, already locked (:meth:`resume` locks it before reading the checkpoint)."""
         self.pm = pm if pm is not None else make_plugin_manager()
         self.registry = Registry(self.pm)
         if checkpoint is not None:  # a resume names the plugin it needs, before anything else fails
@@ -66,15 +70,26 @@ class Trainer:
         self.device = pick_device(config.device)
         self.tuner = ThreadTuner.for_device(self.device, config.threads)
 
-        source = training_data(config, self.registry, self.device)
-        self.vocab, self.task = source.vocab, source.task
-        if checkpoint is not None and checkpoint.vocab != source.vocab:
-            raise CharforgeError(f"the corpus {config.corpus!r} has changed since this run started "
-                                 f"(its characters differ); resume needs the same text.")
+        base = None  # the checkpoint a fine-tuning run starts from
+        if checkpoint is None and config.init_from is not None:
+            base = starting_point(config.init_from, self.registry)
+        # a fine-tuned run's text is encoded in its model's vocabulary, extended by what that lacks
+        vocab = base.vocab if base is not None else None
+        if checkpoint is not None and config.init_from is not None:
+            vocab = checkpoint.vocab
+        source = training_data(config, self.registry, self.device, vocab)
+        self.vocab, self.task, self.fingerprint = source.vocab, source.task, source.fingerprint
+        if checkpoint is not None:
+            same_text(checkpoint, self.vocab, self.fingerprint, config.corpus)
         self.train_data, self.val_data = source.train, source.val
 
+        for stored in (checkpoint, base):  # sizes the file does not hold never reach memory
+            if stored is not None:
+                check_fits(stored, self.registry, source.input_size)
         torch.manual_seed(config.seed)
         self.model = build_model(config, len(self.vocab), self.registry, source.input_size).to(self.device)
+        if base is not None:
+            initialise(self.model, base, config)
         self.optimizer = build_optimizer(config, self.model, self.registry)
         self.provenance = {role: self.registry.get(role, getattr(config, role)).provenance()
                            for role in ("cell", "optimizer")}
@@ -96,15 +111,20 @@ class Trainer:
         self.evals = Cadence(config.eval_every, config.eval_seconds, budget)
         self.saves = Cadence(config.checkpoint_every, config.checkpoint_seconds, budget)
         if checkpoint is not None:
+            self.directory = directory or Run.of(checkpoint.path, writer)
+            self.directory.acquire()
             self._restore(checkpoint)
-            self.directory = Run.of(checkpoint.path, writer)
         elif writer:
             self.directory = Run.create(runs_root, name or f"{source.name}-{config.cell}", name is not None,
                                         config.to_dict(), self.vocab.to_json())
         else:
             self.directory = Run(Path(runs_root) / (name or f"{source.name}-{config.cell}"), writer=False)
         self.run_dir = self.directory.path
-        self.metrics = self.directory.metrics_log()
+        try:
+            self.metrics = self.directory.metrics_log()
+        except OSError as exc:
+            self.directory.release()
+            raise CharforgeError(f"cannot write {self.directory.metrics_path}: {exc.strerror or exc}.") from None
         self._elapsed0, self._progress0 = self.elapsed, self.progress()  # where this process begins
         self._clock = (time.perf_counter(), self.elapsed)
 
@@ -112,14 +132,24 @@ class Trainer:
     def resume(cls, target: str | Path, overrides: dict, pm=None, more: bool = False) -> "Trainer":
         """Continue a run from its latest checkpoint; ``overrides`` may change the budget, lr and such
         (``more``: a budget given counts from where the run stands, not from its start)."""
-        ckpt = load_checkpoint(target, which="latest")
-        pm = pm if pm is not None else make_plugin_manager()
-        registry = Registry(pm)
-        require_plugins(ckpt, registry)  # before the overrides are parsed with the checkpoint's plugins
-        trainer = cls(resumed_config(ckpt.config, overrides, registry), pm=pm, checkpoint=ckpt)
-        if more:
-            trainer._count_budget_from_here({k: overrides[k] for k in ("steps", "epochs", "minutes")
-                                             if overrides.get(k) is not None})
+        run = Run.of(target)
+        if run.path.is_dir():  # first: a run another process trains gets its holder's line, and no stale step
+            run.acquire()
+        try:
+            if Path(target).is_dir() and run.is_run() and not run.checkpoint("latest").is_file():
+                raise CharforgeError(f"{target} holds no checkpoint yet: it stopped before its first one, so there "
+                                     f"is nothing to resume; start a new run.")
+            ckpt = load_checkpoint(target, which="latest")
+            pm = pm if pm is not None else make_plugin_manager()
+            registry = Registry(pm)
+            require_plugins(ckpt, registry)  # before the overrides are parsed with the checkpoint's plugins
+            trainer = cls(resumed_config(ckpt.config, overrides, registry), pm=pm, checkpoint=ckpt, directory=run)
+            if more:
+                trainer._count_budget_from_here({k: overrides[k] for k in ("steps", "epochs", "minutes")
+                                                 if overrides.get(k) is not None})
+        except BaseException:
+            run.release()
+            raise
         return trainer
 
     def _count_budget_from_here(self, given: dict) -> None:
@@ -181,7 +211,20 @@ class Trainer:
         self._stop = reason
 
     def run(self) -> dict:
-        """Train until the budget is spent or a stop is requested; returns the last metrics."""
+        """Train until the budget is spent or a stop is requested; returns the last metrics. The run is
+        closed when it returns, however it ends."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the metrics log and give up the run's lock (held from construction): another process
+        may train the run from here on. ``run`` closes the trainer itself."""
+        self.metrics.close()
+        self.directory.release()
+
+    def _run(self) -> dict:
         c, model, hook = self.config, self.model, self.pm.hook
         self.metrics.write("start", step=self.step, config=c.to_dict(), vocab_size=len(self.vocab),
                            parameters=sum(p.numel() for p in model.parameters()),
@@ -204,7 +247,6 @@ class Trainer:
         self.outcome = reason
         self.metrics.write("end", reason=reason, **{**self.last_metrics, "step": self.step, "elapsed": self.elapsed})
         hook.on_train_end(trainer=self, reason=reason, metrics=self.last_metrics)
-        self.metrics.close()
         return self.last_metrics
 
     def _loop(self) -> str:
@@ -244,8 +286,7 @@ class Trainer:
             if self.step % c.log_every == 0 or done or self._stop:
                 n = self.step - logged_at
                 mean = float(loss_sum) / n
-                if not math.isfinite(mean):
-                    raise self._diverged(f"the training loss became {mean}")
+                self._check_loss("training", mean)
                 scored = y != IGNORE
                 accuracy = float(((logits.detach().argmax(-1) == y) & scored).sum() / scored.sum())
                 self.last_metrics = {
@@ -259,10 +300,14 @@ class Trainer:
                 hook.on_step_end(trainer=self, step=self.step, metrics=self.last_metrics)
                 loss_sum, norm_sum, logged_at, logged_time = 0.0, 0.0, self.step, time.perf_counter()
             at = (self.step, self.elapsed, self.progress(), elapsed_before)
-            if done or self._stop or self.evals.due(*at):
+            validating = bool(done or self._stop or self.evals.due(*at))
+            saving = not validating and self.saves.due(*at)
+            if (validating or saving) and self.step > logged_at:  # no checkpoint from an unchecked loss
+                self._check_loss("training", float(loss_sum) / (self.step - logged_at))
+            if validating:
                 self.validate_and_save(final=done or self._stop is not None)
                 model.train()
-            elif self.saves.due(*at):
+            elif saving:
                 self.save("latest")
                 self.saves.done(self.elapsed)
             if done and self._stop is None:
@@ -283,8 +328,7 @@ class Trainer:
         metrics = {"step": self.step}
         if self.val_data is not None:
             metrics.update(self._validate(final))
-            if not math.isfinite(metrics["val_loss"]):
-                raise self._diverged(f"the validation loss became {metrics['val_loss']}")
+            self._check_loss("validation", metrics["val_loss"])
         if self.task is not None:
             metrics.update(self.task.evaluate(self.model, self.vocab, self.device))
         sample = ""
@@ -361,7 +405,8 @@ class Trainer:
         meta = {"config": self.config.to_dict(), "tokenizer": self.vocab.to_json(), **self.provenance, **layout,
                 "step": self.step, "epoch": self.epoch, "window": self.window, "elapsed": self.elapsed,
                 "best_val": self.best_val if math.isfinite(self.best_val) else None,
-                "val_windows": self.val_windows, "metrics": self.last_metrics, "plugin_state": plugin_state}
+                "val_windows": self.val_windows, "metrics": self.last_metrics, "plugin_state": plugin_state,
+                **({} if self.fingerprint is None else {"corpus": self.fingerprint})}
         save_checkpoint(path, tensors, meta)
         self.metrics.write("checkpoint", step=self.step, kind=kind, path=str(path))
         return path
@@ -387,6 +432,12 @@ class Trainer:
         if self._stop == "interrupted":
             raise KeyboardInterrupt
         self._stop = "interrupted"
+
+    def _check_loss(self, which: str, loss: float) -> None:
+        """A loss that counts as divergence (:func:`charforge.stopping.diverged`) ends training unsaved."""
+        what = diverged(which, loss, len(self.vocab))
+        if what is not None:
+            raise self._diverged(what)
 
     def _diverged(self, what: str) -> TrainingDiverged:
         return TrainingDiverged(divergence_message(what, self.step, self.config, self.directory))

@@ -17,8 +17,9 @@ _CHUNK = 1 << 23  # characters per vectorised pass, bounding peak memory
 
 
 def codepoints(text: str) -> torch.Tensor:
-    """The code points of ``text`` as int32 (no Python loop over characters)."""
-    return torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)
+    """The code points of ``text`` as int32 (no Python loop over characters); a lone surrogate too,
+    so that the vocabulary, not the encoder, refuses it."""
+    return torch.frombuffer(bytearray(text.encode("utf-32-le", "surrogatepass")), dtype=torch.int32)
 
 
 def storage_dtype(vocab_size: int) -> torch.dtype:
@@ -34,6 +35,10 @@ class Vocab:
             raise CharforgeError("the vocabulary is empty: the corpus has no characters.")
         if any(len(c) != 1 for c in chars) or len(set(chars)) != len(chars):
             raise CharforgeError("a vocabulary must hold distinct single characters.")
+        surrogates = [c for c in chars if "\ud800" <= c <= "\udfff"]
+        if surrogates:  # half of a UTF-16 pair: no text holds one alone, and no terminal can print it
+            raise CharforgeError(f"the vocabulary holds a lone surrogate, {surrogates[0]!r}, which is not a "
+                                 f"character of any text.")
         self.chars = list(chars)
         self.index = {c: i for i, c in enumerate(self.chars)}
         points = torch.tensor([ord(c) for c in self.chars], dtype=torch.int64)
@@ -65,9 +70,10 @@ class Vocab:
         ids = self._lut[cp]
         if bool((ids < 0).any()):
             if not drop_unknown:
-                missing = "".join(self.unknown(text))
+                missing = self.unknown(text)
+                shown = "".join(missing[:40]) + ("..." if len(missing) > 40 else "")  # one line stays readable
                 raise CharforgeError(
-                    f"characters not in the model's vocabulary: {missing!r} "
+                    f"{len(missing)} character(s) not in the model's vocabulary: {shown!r} "
                     f"(drop them with --drop-unknown)."
                 )
             ids = ids[ids >= 0]
@@ -94,7 +100,7 @@ class Vocab:
             vocab = json.loads(data)["model"]["vocab"]
             chars = [c for c, _ in sorted(vocab.items(), key=lambda item: item[1])]
             ok = sorted(vocab.values()) == list(range(len(vocab)))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
             raise CharforgeError("the tokenizer stored in the checkpoint is not a valid tokenizer.json.") from None
         if not ok:
             raise CharforgeError("the tokenizer's ids are not 0..n-1.")

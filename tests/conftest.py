@@ -17,11 +17,7 @@ from pathlib import Path
 
 import pytest
 
-# MKL's conditional numerical reproducibility: without it, the last bits of a product may depend on
-# how its operands happen to be aligned in memory, so a resumed run could differ from an
-# uninterrupted one by ~1e-7 (seen with embedding input). Read when MKL starts, so before torch.
-os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
-
+import charforge  # noqa: F401  (first: it sets what exact resume needs, MKL_CBWR, before torch loads)
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

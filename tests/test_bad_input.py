@@ -20,6 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from charforge.cli import cli
+from charforge.runs.validation import checksum
 
 TEXT = "the quick brown fox jumps over the lazy dog; " * 40 + "\n"
 TINY = ["--cell", "rnn", "--hidden-size", "8", "--batch-size", "2", "--seq-len", "8", "--device", "cpu",
@@ -45,6 +46,7 @@ def edited(src: Path, dst: Path, meta_fn=None, tensors_fn=None) -> Path:
         meta = meta_fn(meta) or meta
     if tensors_fn:
         tensors = tensors_fn(tensors) or tensors
+        meta["checksums"] = {k: checksum(v) for k, v in tensors.items()}  # an edit made to look whole
     save_file(tensors, dst, metadata={"charforge": json.dumps(meta)})
     return dst
 

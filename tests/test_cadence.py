@@ -146,6 +146,7 @@ def test_more_counts_the_budget_from_where_the_run_stands(train):
     trainer = train(steps=6)
     again = Trainer.resume(trainer.run_dir, {"steps": 4}, pm=trainer.pm, more=True)
     assert again.config.steps == 10
+    again.close()  # a trainer holds its run's lock until it has run or is closed
     assert Trainer.resume(trainer.run_dir, {"steps": 8}, pm=trainer.pm).config.steps == 8  # the whole run's
 
 

@@ -278,7 +278,7 @@ def test_checkpoint_holds_no_pickle_and_records_provenance(trained):
     header_size = int.from_bytes(data[:8], "little")
     header = json.loads(data[8:8 + header_size])  # the whole header is JSON: safetensors' format
     meta = json.loads(header["__metadata__"]["charforge"])
-    assert meta["step"] == STEPS and meta["format"] == 1
+    assert meta["step"] == STEPS and meta["format"] == 2
     assert meta["cell"]["plugin"] == "lstm" and meta["cell"]["dist"] == "charforge"
     assert meta["optimizer"]["name"] == "adam"
     assert {"rng.cpu", "model.head.weight"} <= set(header) and any(k.startswith("optimizer.") for k in header)

@@ -78,7 +78,7 @@ def test_a_bad_point_is_named_before_anything_trains(tmp_path):
     assert typo.exit_code == 1 and "point cell=rnn,optimizer=rmsprp,seed=1" in typo.output
     assert "Did you mean 'rmsprop'?" in typo.output
     value = compare(tmp_path, "compare", "faith", "--hidden-size", "8,x")
-    assert value.exit_code == 2 and "'x' is not a valid integer" in value.output
+    assert value.exit_code == 1 and "'x' is not a valid integer" in value.output
     impossible = compare(tmp_path, "compare", "faith", "--dropout", "0.1,1.5", "--steps", "5")
     assert impossible.exit_code == 1 and "point dropout=1.5,seed=1: --dropout must be in [0, 1)" in impossible.output
     assert not (tmp_path / "runs").exists()

@@ -3,7 +3,8 @@
 The tokenizer round-trips any Unicode text (and the ``tokenizers`` library agrees with it), the
 batcher gives correct contiguous windows or a CharforgeError for any sizes, the sampler gives
 valid ids for any valid options (and a CharforgeError for invalid ones), and loading random
-bytes or randomly mutated checkpoints raises nothing but CharforgeError. Example counts are
+bytes or randomly mutated checkpoints raises nothing but CharforgeError, within a time limit;
+a mutated checkpoint that loads gives the tensors as they were written. Example counts are
 kept modest so the whole file runs in well under 30 seconds.
 """
 
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import save
 
+from _hangs import no_hang
 from charforge.runs.checkpoint import load_checkpoint
 from charforge.sampling.loading import load_engine
 from charforge.config import TrainConfig
@@ -172,7 +174,7 @@ def test_sampler_samples_any_valid_options(tiny_model, data):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A real checkpoint of a tiny run, its bytes, and a registry to load it with."""
+    """A real checkpoint of a tiny run, its bytes and tensors, and the plugins to resume it with."""
     root = tmp_path_factory.mktemp("fuzzckpt")
     corpus = root / "corpus.txt"
     corpus.write_text("a tiny corpus for fuzzing checkpoints.\n" * 20)
@@ -184,7 +186,9 @@ def checkpoint(tmp_path_factory):
         trainer = Trainer(config, pm=pm, runs_root=root / "runs", name="run")
         trainer.run()
     path = trainer.run_dir / "checkpoints" / "latest.safetensors"
-    return Fixture(root=root, path=path, bytes=path.read_bytes(), registry=Registry(pm), pm=pm)
+    with safe_open(path, "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    return Fixture(root=root, path=path, bytes=path.read_bytes(), tensors=tensors, pm=pm)
 
 
 class Fixture(dict):
@@ -192,14 +196,27 @@ class Fixture(dict):
         return f"<checkpoint {self['path']}>"
 
 
-def _load_everything(path: Path, registry) -> None:
-    """What `charforge sample` does with a checkpoint: only CharforgeError may come out."""
-    try:
-        load_checkpoint(path)
-        load_engine(path, device="cpu")
-    except CharforgeError as exc:
-        message = str(exc)
-        assert message and "\n" not in message and "Traceback" not in message
+CASE_SECONDS = 30  # one load of a tiny checkpoint takes milliseconds: this long is a hang
+
+
+def _same(loaded: dict[str, torch.Tensor], written: dict[str, torch.Tensor]) -> bool:
+    return loaded.keys() == written.keys() and all(
+        loaded[k].dtype == v.dtype and torch.equal(loaded[k], v) for k, v in written.items())
+
+
+def _load_everything(path: Path, written: dict[str, torch.Tensor] | None = None) -> None:
+    """What `charforge sample` and a resume read of a checkpoint: only CharforgeError may come out,
+    and a load that succeeds reads exactly the tensors ``written`` (when given), never others."""
+    with no_hang(CASE_SECONDS):
+        try:
+            ckpt = load_checkpoint(path)
+            assert written is None or _same(ckpt.tensors, written), "a changed checkpoint loaded unnoticed"
+            model = load_engine(path, device="cpu").model
+            weights = {f"model.{k}": v for k, v in model.state_dict().items()}
+            assert written is None or _same(weights, {k: v for k, v in written.items() if k.startswith("model.")})
+        except CharforgeError as exc:
+            message = str(exc)
+            assert message and "\n" not in message and "Traceback" not in message
 
 
 def _scratch(checkpoint) -> Path:
@@ -224,12 +241,13 @@ def test_random_headers_are_refused_clearly(checkpoint, body, extra):
     header = b"{" + body
     path = _scratch(checkpoint)
     path.write_bytes(max(len(header) + extra, 0).to_bytes(8, "little") + header)
-    _load_everything(path, checkpoint["registry"])
+    _load_everything(path)
 
 
 @FUZZ
 @given(data=st.data())
-def test_mutated_checkpoints_load_or_fail_clearly(checkpoint, data):
+def test_mutated_checkpoints_load_as_written_or_fail_clearly(checkpoint, data):
+    """Bytes changed anywhere: a load that succeeds reads the tensors as they were written."""
     blob = bytearray(checkpoint["bytes"])
     header_end = 8 + int.from_bytes(blob[:8], "little")
     for _ in range(data.draw(st.integers(1, 4))):
@@ -240,7 +258,26 @@ def test_mutated_checkpoints_load_or_fail_clearly(checkpoint, data):
         blob = blob[: data.draw(st.integers(0, len(blob)))]
     path = _scratch(checkpoint)
     path.write_bytes(bytes(blob))
-    _load_everything(path, checkpoint["registry"])
+    _load_everything(path, checkpoint["tensors"])
+
+
+@FUZZ
+@given(data=st.data())
+def test_changed_tensor_bytes_are_refused_by_their_checksum(checkpoint, data):
+    """Any change to the tensors' bytes is met, whichever tensor it hits and whether or not the value
+    it makes is finite: one line naming the checksum, or (where every byte was set to what it was) the
+    checkpoint as written."""
+    blob = bytearray(checkpoint["bytes"])
+    header_end = 8 + int.from_bytes(blob[:8], "little")
+    for _ in range(data.draw(st.integers(1, 4))):
+        blob[data.draw(st.integers(header_end, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    path = _scratch(checkpoint)
+    path.write_bytes(bytes(blob))
+    if blob == checkpoint["bytes"]:
+        _load_everything(path, checkpoint["tensors"])
+        return
+    with no_hang(CASE_SECONDS), pytest.raises(CharforgeError, match=r"tensor data is damaged \(checksum mismatch"):
+        load_checkpoint(path)
 
 
 _json = st.recursive(
@@ -279,7 +316,7 @@ def test_hand_edited_metadata_loads_or_fails_clearly(checkpoint, data):
         meta["tokenizer"] = json.dumps(meta["tokenizer"])
     path = _scratch(checkpoint)
     path.write_bytes(save(tensors, metadata={"charforge": json.dumps(meta)}))
-    _load_everything(path, checkpoint["registry"])
+    _load_everything(path, checkpoint["tensors"])
     try:  # what `charforge train --resume` does, one step further
         trainer = Trainer.resume(path, {"steps": 4}, pm=checkpoint["pm"])
         trainer.run()

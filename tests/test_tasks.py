@@ -149,7 +149,7 @@ def test_train_a_task_from_the_command_line_and_its_options_are_checked(tmp_path
     bad = runner.invoke(cli, [*args[:3], "lenght", "20", *args[5:-3], "--name", "q"])
     assert bad.exit_code == 1 and "has no option 'lenght'. Did you mean 'length'?" in bad.output
     short = runner.invoke(cli, ["train", "palindrome", "-T", "length", "1", "--steps", "1", "--runs-dir", str(tmp_path)])
-    assert short.exit_code == 1 and "'length' must be at least 2" in short.output
+    assert short.exit_code == 1 and "'length' must be from 2 to 10,000" in short.output
     corpus = runner.invoke(cli, ["train", "faith", "-T", "length", "3", "--runs-dir", str(tmp_path)])
     assert corpus.exit_code == 1 and "is a corpus, not a task" in corpus.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last", "p"]  # nothing made by the refused ones
@@ -185,3 +185,22 @@ def test_the_console_speaks_of_a_tasks_targets_and_figures(tmp_path):
     frequency = runner.invoke(cli, ["train", "frequency", "-T", "samples", "64", "-T", "test_samples", "64",
                                     "--hidden-size", "8", *common])
     assert frequency.exit_code == 0 and "Sample with" not in frequency.stdout and "The run: " in frequency.stdout
+
+
+@pytest.mark.parametrize("task, option, value", [
+    ("palindrome", "length", 10**20), ("palindrome", "samples", 10**20), ("palindrome", "test_samples", 10**11),
+    ("capacity", "samples", 10**11), ("capacity", "length", 10**20)])
+def test_a_task_size_past_its_bound_is_one_line_before_anything_is_drawn(tmp_path, task, option, value):
+    result = CliRunner().invoke(cli, ["train", task, "-T", option, str(value), "--steps", "1", "--device", "cpu",
+                                      "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.startswith("Error: task ") and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_summary_reads_past_a_number_no_float_holds(tmp_path):
+    from charforge.experiments.summary import timeline
+
+    events = [{"event": "start", "step": 0, "time": 1.0}, {"event": "step", "step": 10**400, "loss": 1.0, "time": 2.0},
+              {"event": "step", "step": 1, "loss": 10**400, "time": 3.0}]
+    assert [e["event"] for e in timeline(events)] == ["start"]

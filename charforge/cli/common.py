@@ -8,11 +8,16 @@ from charforge.errors import CharforgeError
 
 
 class Group(click.Group):
-    """Turns charforge's user-facing errors into one line and exit status 1, never a traceback."""
+    """Turns charforge's user-facing errors, and option values Click rejects, into one line and exit
+    status 1, never a traceback; a usage error that is not about a value keeps Click's usage lines."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except click.MissingParameter:  # not a bad value: the usage lines say what is missing
+            raise
+        except click.BadParameter as exc:  # a bad value (--steps nan) reads as any other charforge error
+            raise click.ClickException(exc.format_message()) from None
         except CharforgeError as exc:
             raise click.ClickException(str(exc)) from None
         except OSError as exc:  # a file that cannot be read or written (permissions, full disk): one line too

@@ -9,72 +9,96 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import replace
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 from charforge.errors import CharforgeError
-from charforge.sampling.settings import Request, Sample, Settings, check_seed, expand, parse_temperatures
+from charforge.sampling.settings import (MAX_PROMPT_CHARS, Budget, Request, Sample, Settings, check_seed, expand,
+                                         parse_temperatures, shown)
 
 PROMPT_KEYS = {"prompt", "temperature", "length", "top_k", "top_p", "greedy", "num_samples", "seed", "stop",
                "beam"}
+# The longest line a prompts file may have: room for the longest prompt however JSON escapes it
+# (12 bytes for a character outside the BMP, as two \u escapes), with its settings.
+MAX_LINE_BYTES = 16 * MAX_PROMPT_CHARS
 
 
-def read_prompts(text: str, source: str, defaults: Settings, temperatures: Sequence[float],
-                 num_samples: int, first_index: int = 0) -> list[Request]:
+def read_prompts(text: str | Iterable[str], source: str, defaults: Settings, temperatures: Sequence[float],
+                 num_samples: int, first_index: int = 0, budget: Budget | None = None) -> list[Request]:
     """Requests from a prompts file: JSONL with per-prompt settings, or one prompt per line.
 
-    The file is JSONL when its first non-blank line is a JSON object; every line must then be
-    one. Otherwise each non-empty line is a prompt (without its line break).
+    ``text`` is the file's text, or its lines as :func:`read_source` reads them. The file is JSONL
+    when its first non-blank line is a JSON object; every line must then be one. Otherwise each
+    non-empty line is a prompt (without its line break). Each request is counted in ``budget``
+    (a call's bounds) as it is read.
     """
-    lines = text.splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    is_jsonl = False
-    if first.lstrip().startswith("{"):
-        try:
-            is_jsonl = isinstance(json.loads(first), dict)
-        except ValueError:
-            is_jsonl = False
+    lines = text.splitlines() if isinstance(text, str) else text
+    budget = budget or Budget()
     requests: list[Request] = []
+    held: list[Request] = []  # the blank lines before the first non-blank one: prompts if the file is plain
     index = first_index
-    if not is_jsonl:
-        for line in lines:
-            if line:
-                requests.extend(expand(line, index, num_samples, None, defaults, temperatures))
-                index += 1
-        return requests
+    is_jsonl = None  # decided by the first non-blank line
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        if is_jsonl is None and line.strip():  # the first non-blank line decides
+            is_jsonl = _is_object(line)
+            if is_jsonl:
+                index = first_index
+            else:
+                requests += held
+        if (is_jsonl and not line.strip()) or not line:
             continue
-        where = f"{source}, line {number}"
         try:
-            entry = json.loads(line)
-        except ValueError as exc:
-            raise CharforgeError(f"{where}: not valid JSON ({exc}).") from None
-        if not isinstance(entry, dict):
-            raise CharforgeError(f"{where}: expected a JSON object with a \"prompt\".")
-        unknown = sorted(set(entry) - PROMPT_KEYS)
-        if unknown:
-            raise CharforgeError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(PROMPT_KEYS))}.")
-        prompt = entry.get("prompt")
-        if not isinstance(prompt, str):
-            raise CharforgeError(f"{where}: \"prompt\" must be a string.")
-        stop = entry.get("stop", defaults.stop)
-        stop = (stop,) if isinstance(stop, str) else stop
-        if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
-            raise CharforgeError(f"{where}: \"stop\" must be a string or a list of strings.")
-        try:
-            settings = replace(defaults, **{k: entry[k] for k in ("length", "top_k", "top_p", "greedy", "beam")
-                                            if k in entry}, stop=tuple(stop))
-            temps = parse_temperatures(entry["temperature"]) if "temperature" in entry else temperatures
-            seed = check_seed(entry.get("seed"))
-            samples = entry.get("num_samples", num_samples)
-            if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
-                raise CharforgeError(f"num_samples must be a positive integer, not {samples!r}.")
-            requests.extend(expand(prompt, index, samples, seed, settings, temps))
+            if is_jsonl:
+                new = _entry_requests(line, index, defaults, temperatures, num_samples)
+            else:
+                new = expand(line, index, num_samples, None, defaults, temperatures)
+            # counted at once, held ones too, so that no file holds more than a call's bounds
+            (held if is_jsonl is None else requests).extend(map(budget.add, new))
         except CharforgeError as exc:
-            raise CharforgeError(f"{where}: {exc}") from None
+            raise CharforgeError(f"{source}, line {number}: {exc}") from None
         index += 1
+    if is_jsonl is None:  # only blank lines: each is a prompt of a plain file
+        requests += held
     return requests
+
+
+def _is_object(line: str) -> bool:
+    if not line.lstrip().startswith("{"):
+        return False
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
+def _entry_requests(line: str, index: int, defaults: Settings, temperatures: Sequence[float],
+                    num_samples: int) -> list[Request]:
+    """The requests of one JSONL line."""
+    try:
+        entry = json.loads(line)
+    except RecursionError:
+        raise CharforgeError("not valid JSON (nested too deeply).") from None
+    except ValueError as exc:
+        raise CharforgeError(f"not valid JSON ({exc}).") from None
+    if not isinstance(entry, dict):
+        raise CharforgeError("expected a JSON object with a \"prompt\".")
+    unknown = sorted(set(entry) - PROMPT_KEYS)
+    if unknown:
+        raise CharforgeError(f"unknown key {shown(unknown[0])}; known: {', '.join(sorted(PROMPT_KEYS))}.")
+    prompt = entry.get("prompt")
+    if not isinstance(prompt, str):
+        raise CharforgeError("\"prompt\" must be a string.")
+    stop = entry.get("stop", defaults.stop)
+    stop = (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise CharforgeError("\"stop\" must be a string or a list of strings.")
+    settings = replace(defaults, **{k: entry[k] for k in ("length", "top_k", "top_p", "greedy", "beam")
+                                    if k in entry}, stop=tuple(stop))
+    temps = parse_temperatures(entry["temperature"]) if "temperature" in entry else temperatures
+    seed = check_seed(entry.get("seed"))
+    samples = entry.get("num_samples", num_samples)
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise CharforgeError(f"num_samples must be a positive integer, not {shown(samples)}.")
+    return expand(prompt, index, samples, seed, settings, temps)
 
 
 def unescape(text: str) -> str:
@@ -130,13 +154,31 @@ def write_results(samples: Iterable[Sample], out, fmt: str = "jsonl") -> int:
     return n
 
 
-def read_source(path: str) -> tuple[str, str]:
-    """(text, name) of a prompts file, ``-`` meaning standard input."""
+def read_source(path: str) -> tuple[Iterator[str], str]:
+    """(lines, name) of a prompts file, ``-`` meaning standard input: its lines without their line
+    breaks, read one at a time as they are asked for, so a file is never held whole."""
     if path == "-":
-        return sys.stdin.read(), "<stdin>"
+        return _lines(sys.stdin.buffer, "<stdin>", close=False), "<stdin>"
     try:
-        return Path(path).read_text(encoding="utf-8"), path
+        stream = open(path, "rb")
     except OSError as exc:
         raise CharforgeError(f"cannot read prompts file {path}: {exc.strerror or exc}.") from None
-    except UnicodeDecodeError:
-        raise CharforgeError(f"prompts file {path} is not UTF-8 text.") from None
+    return _lines(stream, path, close=True), path
+
+
+def _lines(stream: BinaryIO, source: str, close: bool) -> Iterator[str]:
+    """Each line of ``stream`` as text; a line longer than :data:`MAX_LINE_BYTES` is refused before
+    it is read whole."""
+    try:
+        for number, line in enumerate(iter(lambda: stream.readline(MAX_LINE_BYTES + 2), b""), 1):
+            line = line.removesuffix(b"\n").removesuffix(b"\r")
+            if len(line) > MAX_LINE_BYTES:
+                raise CharforgeError(f"{source}, line {number}: longer than {MAX_LINE_BYTES:,} bytes, more than "
+                                     f"a prompt of {MAX_PROMPT_CHARS:,} characters needs.")
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CharforgeError(f"{source}, line {number}: not UTF-8 text.") from None
+    finally:
+        if close:
+            stream.close()

@@ -9,7 +9,8 @@ from dataclasses import replace
 import click
 
 from charforge.errors import CharforgeError
-from charforge.sampling.settings import Request, Settings, check_num_samples, check_seed, expand, parse_temperatures
+from charforge.sampling.settings import (Budget, Request, Settings, check_num_samples, check_seed, expand,
+                                         parse_temperatures)
 
 
 def _precision(fn):
@@ -65,24 +66,22 @@ def _engine(checkpoint, which, device, threads, batch_size=256, drop_unknown=Fal
 def sample(checkpoint, prime, temperature, num_samples, length, top_k, top_p, greedy, seed, drop_unknown, which,
            device, threads, precision, tui):
     """Print text sampled from CHECKPOINT (a .safetensors file or a run directory), streaming."""
-    settings = Settings(length, temperature, top_k, top_p, greedy).check()
+    request = Request(prime, Settings(length, temperature, top_k, top_p, greedy), num_samples, seed).check()
     if tui:
         from charforge.tui import commands
 
-        return commands.sample(checkpoint, which, device, prime, settings, seed, precision)
+        return commands.sample(checkpoint, which, device, prime, request.settings, seed, precision)
     from charforge.cli.prompts import write_results
     from charforge.sampling.randomness import random_seed
 
-    check_num_samples(num_samples)
-    check_seed(seed)
     engine = _engine(checkpoint, which, device, threads, drop_unknown=drop_unknown, precision=precision)
     seed = random_seed() if seed is None else seed
     out = sys.stdout
     if num_samples > 1:
-        write_results(engine.run([Request(prime, settings, num_samples)], seed), out, "plain")
+        write_results(engine.run([request], seed), out, "plain")
         return
     out.write(engine.encode_prompt(prime)[0])  # the prompt as the model continues it
-    for piece in engine.stream(Request(prime, settings), seed):
+    for piece in engine.stream(request, seed):
         out.write(piece)
         out.flush()
     out.write("\n")
@@ -119,16 +118,17 @@ def generate(checkpoint, prompt_texts, prompts_file, temperature, num_samples, l
         replace(defaults, temperature=t).check()
     check_num_samples(num_samples)
     check_seed(seed)
+    budget = Budget()  # the call's bounds, counted as the requests come in
     requests = []
     for index, text in enumerate(prompt_texts):
-        requests += expand(text, index, num_samples, None, defaults, temperatures)
+        requests += map(budget.add, expand(text, index, num_samples, None, defaults, temperatures))
     if prompts_file is not None or not prompt_texts:
         if prompts_file is None and sys.stdin.isatty():  # nothing piped in: one unprompted sample set
-            requests += expand("", 0, num_samples, None, defaults, temperatures)
+            requests += map(budget.add, expand("", 0, num_samples, None, defaults, temperatures))
         else:
-            text, source = read_source(prompts_file or "-")
-            requests += read_prompts(text, source, defaults, temperatures, num_samples,
-                                     first_index=len(prompt_texts))
+            lines, source = read_source(prompts_file or "-")
+            requests += read_prompts(lines, source, defaults, temperatures, num_samples,
+                                     first_index=len(prompt_texts), budget=budget)
     if not requests:
         raise CharforgeError("no prompts: give --prompt TEXT, --prompts FILE, or prompts on stdin.")
 

@@ -34,6 +34,9 @@ TRAIN_OPTIONS = [
     click.option("-T", "--task-option", "task_options", nargs=2, multiple=True, callback=pairs,
                  metavar="KEY VALUE", help="An option of a task (CORPUS names one), e.g. palindrome -T length 20 "
                                            "(repeatable; `charforge tasks` lists them)."),
+    _option("--init-from", metavar="RUN_OR_CHECKPOINT",
+            help="Fine-tune: start from this model's weights (a run's best checkpoint) on CORPUS, in a new run. "
+                 "The model keeps its shape; characters it lacks extend its vocabulary."),
     _option("--hidden-size", type=int, help="Units per layer."),
     _option("--layers", "num_layers", type=int, help="Stacked recurrent layers."),
     _option("--dropout", type=float, help="Dropout after each layer."),
@@ -58,7 +61,7 @@ TRAIN_OPTIONS = [
     _option("--minutes", type=float, help=f"Budget: minutes of training, the final validation included "
                                           f"({TrainConfig.DEFAULT_MINUTES:g} when no budget is given)."),
     _option("--seed", type=int, help="Random seed."),
-    _option("--device", help="auto, cpu, cuda or mps."),
+    _option("--device", help="auto, cpu, cuda[:N] or mps."),
     _option("--threads", type=int, help="CPU threads: 0 measures and keeps the fastest count as the machine's "
                                         "load changes; N pins N."),
     _option("--val-fraction", type=float, help="Held-out fraction at the end of the text."),
@@ -108,6 +111,8 @@ def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
     pm = make_plugin_manager(block=["console"] if quiet else ())
     if more and not resume:
         raise click.UsageError("--more adds to the budget of a run you --resume.")
+    if resume and options.get("init_from"):
+        raise click.UsageError("--init-from starts a new run; --resume continues one: give one of them.")
     if resume:
         if corpus is not None:
             overrides["corpus"] = corpus

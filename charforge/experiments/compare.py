@@ -9,7 +9,8 @@ from pathlib import Path
 
 from charforge.experiments.grid import Grid
 from charforge.experiments.plots import loss_curves, sweeps
-from charforge.experiments.runner import Planned, cores, plan, run_points
+from charforge.experiments.runner import Planned, plan, run_points
+from charforge.threads import usable_cores
 from charforge.experiments.summary import FINISHED, point_figures, write_summary
 from charforge.runs.directory import Run
 
@@ -49,7 +50,7 @@ def run_grid(grid: Grid, directory: Path, jobs: int = 1, metric: str | None = No
     registry = Registry(pm if pm is not None else make_plugin_manager(block=["console"]))
     # one process: the adaptive count (a busy machine's other work makes a pinned count collapse);
     # several: the cores shared out, so that jobs x threads fits them
-    threads = 0 if jobs == 1 else max(1, cores() // jobs)
+    threads = 0 if jobs == 1 else max(1, usable_cores() // jobs)
     planned = plan(grid, directory, registry, threads)
     grid.save(directory)
     report.planned(len(planned), sum(p.action != "skip" for p in planned), jobs, threads)

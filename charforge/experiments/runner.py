@@ -9,7 +9,6 @@ A point whose run has other settings than the budget is refused: that is another
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -36,13 +35,6 @@ class Planned:
     config: TrainConfig
     action: str  # "skip", "new", "resume" or "restart"
     overrides: dict
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def plan(grid: Grid, directory: Path, registry, threads: int) -> list[Planned]:
@@ -93,7 +85,10 @@ def train_point(directory: str, planned: Planned) -> dict:
         if planned.action == "resume":
             trainer = Trainer.resume(path, planned.overrides, pm=_PM)
         else:
-            if planned.action == "restart":
+            if planned.action == "restart":  # not while another process trains it
+                run = Run(path)
+                run.acquire()
+                run.release()
                 shutil.rmtree(path)
             trainer = Trainer(planned.config, pm=_PM, runs_root=directory, name=planned.point.name)
         trainer.run()

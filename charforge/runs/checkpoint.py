@@ -10,8 +10,9 @@ This module alone knows the tensor layout of a checkpoint:
 | ``carry.<layer>.<part>`` | the hidden state carried from one window to the next |
 
 Nothing here unpickles: a file is read only through safetensors' header-and-buffer format, and
-validated (:mod:`charforge.runs.validation`) before anything is built from it. A model loaded to
-generate reads its weights alone; the training state is read only to resume. Writes are atomic
+validated (:mod:`charforge.runs.validation`) before anything is built from it. The metadata holds
+every tensor's checksum, and each tensor read is verified against it. A model loaded to generate
+reads its weights alone; the training state is read only to resume. Writes are atomic
 (:mod:`charforge.runs.files`).
 """
 
@@ -31,7 +32,7 @@ from charforge.errors import CharforgeError
 from charforge.runs.directory import resolve_checkpoint
 from charforge.runs.files import atomic_write
 from charforge.runs.header import META_KEY
-from charforge.runs.validation import FORMAT_VERSION, compatible, is_a, validate
+from charforge.runs.validation import FORMAT_VERSION, checksum, compatible, is_a, validate
 from charforge.version import __version__
 from charforge.vocab import Vocab
 
@@ -69,9 +70,11 @@ def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, car
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write ``tensors`` and ``meta`` (with the format and charforge's version) to ``path``, atomically."""
-    meta = {"format": FORMAT_VERSION, "charforge_version": __version__, **meta}
+    """Write ``tensors`` and ``meta`` (with the format, charforge's version and every tensor's
+    checksum) to ``path``, atomically."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {"format": FORMAT_VERSION, "charforge_version": __version__, **meta,
+            "checksums": {k: checksum(v) for k, v in tensors.items()}}
     atomic_write(path, save(tensors, metadata={META_KEY: json.dumps(meta)}))
 
 
@@ -186,8 +189,11 @@ def restore_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer, device
         idx, key = name.split(".", 1)
         if int(idx) not in shapes:
             fail(f"optimizer state {name!r} names parameter {idx}, which the model does not have")
-        if key in _PARAM_SHAPED and tensor.dim() and tuple(tensor.shape) != shapes[int(idx)]:
+        if key in _PARAM_SHAPED and tuple(tensor.shape) != shapes[int(idx)]:
             fail(f"optimizer state {name!r} has shape {tuple(tensor.shape)}, its parameter {shapes[int(idx)]}")
+        if key == "step" and (tensor.dim() or tensor.is_complex() or float(tensor) < 0):
+            fail(f"optimizer state {name!r} (shape {tuple(tensor.shape)}) is not a step count: one real "
+                 f"number, not negative")
         state.setdefault(int(idx), {})[key] = tensor.to(device) if key != "step" else tensor
     tensor_keys = {key for entry in state.values() for key in entry}
     for idx, entry in meta.get("optimizer_scalars", {}).items():
@@ -218,7 +224,11 @@ def restore_carry(ckpt: Checkpoint, template: list[tuple[torch.Tensor, ...]], de
 def restore_rng(ckpt: Checkpoint, device: torch.device) -> None:
     if "rng.cpu" not in ckpt.tensors:
         raise CharforgeError(f"{ckpt.path}: it holds no random-generator state; the checkpoint cannot be resumed.")
-    torch.set_rng_state(ckpt.tensors["rng.cpu"])
+    try:
+        torch.set_rng_state(ckpt.tensors["rng.cpu"])
+    except RuntimeError:  # torch checks the state: all zeros, say, is no Mersenne Twister's
+        raise CharforgeError(f"{ckpt.path}: the stored random-generator state rng.cpu is invalid; the checkpoint "
+                             f"cannot be resumed.") from None
     if device.type == "cuda" and "rng.cuda" in ckpt.tensors:
         try:
             torch.cuda.set_rng_state(ckpt.tensors["rng.cuda"], device)
@@ -239,17 +249,61 @@ def require_plugins(ckpt: Checkpoint, registry, roles=("cell", "optimizer")) -> 
             )
 
 
-def build_from(ckpt: Checkpoint, registry):
-    """The model a checkpoint holds, in eval mode on the CPU, built from its stored configuration."""
-    from charforge.model import build_model
+def check_fits(ckpt: Checkpoint, registry, input_size=None) -> None:
+    """Refuse a stored configuration whose recurrent layers are not the ones the weights hold before
+    anything is allocated, so that a size no file holds never reaches memory. The layers are built on
+    the meta device (shapes, no data) and compared with the file's; the embedding and the read-out
+    were compared when the file was validated. ``input_size``: a task's, as
+    :func:`~charforge.model.build_model` takes it."""
+    from charforge.options import resolve_options
 
-    require_plugins(ckpt, registry, ("cell",))
+    def fail(message: str):
+        raise CharforgeError(f"{ckpt.path}: {message}")
+
+    config = ckpt.config
+    cell = registry.get("cell", config.cell).obj
+    width = input_size(cell.uses_time) if input_size else config.embedding_dim or len(ckpt.vocab)  # as CharModel
+    try:
+        options = resolve_options(f"cell {config.cell!r}", cell.options, config.cell_options)
+        with torch.device("meta"):
+            layers = [cell(width if i == 0 else config.hidden_size, config.hidden_size, **options)
+                      for i in range(config.num_layers)]
+    except CharforgeError as exc:  # an option out of its bounds, say
+        fail(str(exc))
+    except Exception:  # a plugin cell that reads values as it builds: restore_model checks after the build
+        return
+    for i, layer in enumerate(layers):
+        prefix = f"{MODEL}.layers.{i}."
+        want = {prefix + k: tuple(v.shape) for k, v in layer.state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in ckpt.tensors.items() if k.startswith(prefix)}
+        for name in sorted(want.keys() | have.keys()):
+            if name not in want:
+                fail(f"the weights hold {name}, which the stored configuration's model does not have.")
+            if want[name] != have.get(name):
+                got = f"the file's has shape {have[name]}" if name in have else "the file lacks it"
+                fail(f"the stored configuration gives {name} shape {want[name]}, but {got}; the weights are "
+                     f"not this model's.")
+
+
+def require_text(ckpt: Checkpoint, registry, consequence: str) -> None:
+    """Refuse a model whose inputs are not characters (one that learned a task of vectors), saying the
+    ``consequence``."""
     task = ckpt.config.corpus
     if task in registry.names("task") and not registry.get("task", task).obj.text:
         raise CharforgeError(f"{ckpt.path}: this model learned the task {task!r}, whose inputs are not "
-                             f"characters: there is nothing to sample from it.")
+                             f"characters: {consequence}.")
+
+
+def build_from(ckpt: Checkpoint, registry):
+    """The model a checkpoint holds, in eval mode on the CPU, built from its stored configuration once
+    :func:`check_fits` has found the file holds all of it."""
+    from charforge.model import build_model
+
+    require_plugins(ckpt, registry, ("cell",))
+    require_text(ckpt, registry, "there is nothing to sample from it")
+    check_fits(ckpt, registry)
     try:
-        model = build_model(ckpt.config, len(ckpt.vocab), registry)
+        model = build_model(ckpt.config, len(ckpt.vocab), registry, training=False)
     except CharforgeError as exc:
         raise CharforgeError(f"{ckpt.path}: {exc}") from None
     restore_model(ckpt, model)

@@ -5,12 +5,14 @@ RUN/
   config.json          the resolved configuration
   tokenizer.json       the vocabulary
   metrics.jsonl        one JSON object per event
+  .lock                held by the process training it (charforge.runs.lock)
   checkpoints/         latest, best and step-N .safetensors
   samples/             what the sampling screen saves
 ```
 
-Only the process that owns a run writes to it (``writer``): when several processes train one
-run, the others open it with ``writer=False`` and every write becomes a no-op. Nothing here
+Only the process that owns a run writes to it (``writer``), and it holds the run's lock while it
+trains, so a second process cannot train the same run; when several processes train one run
+together, the others open it with ``writer=False`` and every write becomes a no-op. Nothing here
 imports torch, so the terminal UI can read runs freely.
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 
 from charforge.config import TrainConfig
 from charforge.errors import CharforgeError
+from charforge.runs.lock import RunLock
 from charforge.runs.metrics import MetricsLog, NoLog, read_metrics
 
 CONFIG = "config.json"
@@ -53,6 +56,7 @@ class Run:
     def __init__(self, path: str | Path, writer: bool = True):
         self.path = Path(path)
         self.writer = writer
+        self.lock: RunLock | None = None  # held while this process trains the run
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}{'' if self.writer else ', writer=False'})"
@@ -71,7 +75,8 @@ class Run:
 
     @classmethod
     def create(cls, root: str | Path, name: str, explicit: bool, config: dict[str, Any], tokenizer: str) -> "Run":
-        """A new run directory holding its config and vocabulary, made whole or not at all.
+        """A new run directory holding its config and vocabulary, made whole or not at all, and locked
+        for this process (``lock``).
 
         The files are written into a hidden folder beside it, which is then renamed into place:
         a crash or a full disk never leaves a half-made run behind. An explicit ``name`` that
@@ -88,18 +93,25 @@ class Run:
                 n += 1
             path = root / f"{name}-{n}"
         staging = root / f".{path.name}.creating{os.getpid()}"
+        lock = None
         try:
             (staging / CHECKPOINTS).mkdir(parents=True)
             (staging / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
             (staging / TOKENIZER).write_text(tokenizer, encoding="utf-8")
+            lock = RunLock.acquire(staging)  # the lock moves with the folder: no one can take the new run first
             if path.exists():  # another process took the name meanwhile
                 raise FileExistsError(17, "it was created meanwhile by another process", str(path))
             os.rename(staging, path)
-        except OSError as exc:
+        except (OSError, CharforgeError) as exc:
+            if lock is not None:
+                lock.release()
             shutil.rmtree(staging, ignore_errors=True)
-            raise CharforgeError(f"cannot create run directory {path}: {exc.strerror or exc}.") from None
+            reason = exc.strerror or exc if isinstance(exc, OSError) else str(exc).rstrip(".")
+            raise CharforgeError(f"cannot create run directory {path}: {reason}.") from None
         _point_last(root, path.name)
-        return cls(path)
+        run = cls(path)
+        run.lock = lock
+        return run
 
     # -- its files ----------------------------------------------------------------------------
 
@@ -149,6 +161,18 @@ class Run:
         return read_metrics(self.metrics_path)
 
     # -- writing (the owner only) ---------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Take the run's lock for this process (a one-line CharforgeError naming the holder when another
+        process trains it)."""
+        if self.writer and self.lock is None:
+            self.lock = RunLock.acquire(self.path)
+
+    def release(self) -> None:
+        """Give the run up for other processes to train."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def metrics_log(self) -> MetricsLog | NoLog:
         """Where this process appends its events: the run's log for its writer, nowhere for the others."""
@@ -205,4 +229,4 @@ def _find(folder: Path, which: str, named: str | Path) -> Path:
         path = folder / f"{kind}{SUFFIX}"
         if path.is_file():
             return path
-    raise CharforgeError(f"{named} holds no checkpoint ({which}{SUFFIX} or latest{SUFFIX}).")
+    raise CharforgeError(f"{named} holds no checkpoint ({' or '.join(f'{kind}{SUFFIX}' for kind in order)}).")

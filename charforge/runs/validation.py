@@ -1,13 +1,15 @@
 """Every check a checkpoint passes before anything is built from it.
 
-The metadata's field types, the stored configuration and vocabulary, the weights against the
-architecture they claim, the names of the training state's tensors, and finite values: a damaged,
-truncated or hand-edited file is refused with one line naming what is wrong.
+The metadata's field types, every tensor read against its checksum, the stored configuration and
+vocabulary, the weights against the architecture they claim, the names of the training state's
+tensors, and finite values: a damaged, truncated or hand-edited file is refused with one line naming
+what is wrong.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -18,14 +20,25 @@ from charforge.errors import CharforgeError
 from charforge.version import __version__
 from charforge.vocab import Vocab
 
-FORMAT_VERSION = 1
+# 2: every tensor's checksum in the metadata. Format 1 files (older charforge) load unverified.
+FORMAT_VERSION = 2
 _REQUIRED = {"format": int, "charforge_version": str, "config": dict, "tokenizer": str,
              "cell": dict, "optimizer": dict, "step": int}
 _NUMBER = (int, float)
 # Written by the trainer; checked when present (a checkpoint for sampling needs only the above).
 _OPTIONAL = {"epoch": int, "window": int, "elapsed": _NUMBER, "best_val": (*_NUMBER, type(None)),
              "val_windows": (int, type(None)),
-             "metrics": dict, "plugin_state": dict, "optimizer_groups": list, "optimizer_scalars": dict}
+             "metrics": dict, "corpus": dict, "plugin_state": dict, "optimizer_groups": list,
+             "optimizer_scalars": dict, "checksums": dict}
+# The floating-point types a checkpoint's tensors may have: those every CPU operation supports.
+FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def checksum(t: torch.Tensor) -> int:
+    """CRC-32 of a CPU tensor's type, shape and bytes: the fastest of the standard library's hashes
+    where benchmarks/checksum.py measured them, and one that catches every flipped bit or byte."""
+    described = zlib.crc32(f"{t.dtype} {tuple(t.shape)}".encode())
+    return zlib.crc32(t.contiguous().reshape(-1).view(torch.uint8).numpy(), described)
 
 
 def first_nonfinite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:
@@ -63,6 +76,7 @@ def validate(path: Path, meta: Any, tensors: dict[str, torch.Tensor], names: Ite
     def fail(message: str):
         raise CharforgeError(f"{path}: {message}")
 
+    names = list(names)
     if not isinstance(meta, dict):
         fail("the checkpoint metadata is not a JSON object.")
     version = meta.get("format")
@@ -76,6 +90,7 @@ def validate(path: Path, meta: Any, tensors: dict[str, torch.Tensor], names: Ite
                 fail(f"checkpoint metadata field {key!r} is {state}, not {_kind_name(kind)}.")
     if version < 1:
         fail(f"unknown checkpoint format {version}.")
+    _check_checksums(fail, meta, tensors, names)
     if meta.get("val_windows") is not None and meta["val_windows"] < 1:
         fail(f"checkpoint metadata field 'val_windows' is not positive ({meta['val_windows']}).")
     for key in ("step", "epoch", "window"):
@@ -101,8 +116,28 @@ def validate(path: Path, meta: Any, tensors: dict[str, torch.Tensor], names: Ite
             fail(f"checkpoint metadata field {role!r} must hold name, plugin, dist and version as strings.")
         if info["name"] != name:
             fail(f"the {role} {info['name']!r} in the metadata differs from the configuration's {name!r}.")
-    _check_tensors(fail, config, len(vocab), tensors, list(names))
+    _check_tensors(fail, config, len(vocab), tensors, names)
     return config, vocab
+
+
+def _check_checksums(fail, meta: dict, tensors: dict[str, torch.Tensor], names: Iterable[str]) -> None:
+    """Every tensor read against the checksum written with it; every tensor the file holds has one."""
+    sums = meta.get("checksums")
+    if sums is None:
+        if meta["format"] >= 2:
+            fail("the checkpoint metadata has no checksums, so its tensor data cannot be verified.")
+        return
+    names = set(names)
+    for name in sorted(names):
+        if not is_a(sums.get(name), int):
+            fail(f"the checkpoint metadata has no checksum for tensor {name}, so its data cannot be verified.")
+    if len(sums) != len(names):
+        fail(f"the checkpoint metadata has checksums of tensors the file does not hold "
+             f"({', '.join(sorted(set(sums) - names)[:3])}).")
+    for name, t in tensors.items():
+        if checksum(t) != sums[name]:
+            fail(f"tensor data is damaged (checksum mismatch in {name}): the file changed after charforge "
+                 f"wrote it.")
 
 
 def _check_tensors(fail, config: TrainConfig, vocab_size: int, tensors: dict[str, torch.Tensor],
@@ -125,12 +160,15 @@ def _check_tensors(fail, config: TrainConfig, vocab_size: int, tensors: dict[str
                     f"{config.hidden_size}, embedding {config.embedding_dim}")
             fail(f"{what}, so {name} should have shape {want}, but {got}.")
     layers = {k.split(".")[2] for k in names if k.startswith("model.layers.")}
-    if layers != {str(i) for i in range(config.num_layers)}:
+    if len(layers) != config.num_layers or layers != {str(i) for i in range(config.num_layers)}:
         fail(f"the configuration says {config.num_layers} layer(s) but the weights hold "
              f"{len(layers)} ({', '.join(sorted(layers)) or 'none'}).")
     for name in names:
         group, _, rest = name.partition(".")
         t = tensors.get(name)
+        if t is not None and t.is_floating_point() and t.dtype not in FLOATS:
+            fail(f"tensor {name} has type {t.dtype}; charforge computes in float32, float64, float16 or "
+                 f"bfloat16 only.")
         if group == "model" and t is not None and not t.is_floating_point():
             fail(f"weight {name} has type {t.dtype}, not a floating-point type.")
         if group == "optimizer" and not rest.partition(".")[0].isdigit():

@@ -44,7 +44,7 @@ from charforge.sampling.fastpath import FastWeights, check_precision, compiled_f
 from charforge.sampling.picking import Picker
 from charforge.sampling.priming import cat, prime, select
 from charforge.sampling.randomness import random_seed, row_seed, uniforms
-from charforge.sampling.settings import Request, Sample, Settings, check_num_samples
+from charforge.sampling.settings import Budget, Request, Sample, Settings, check_seed, shown
 from charforge.sampling.stops import cut_at_stop, first_stop, prefix_overlap
 from charforge.threads import ThreadTuner
 from charforge.vocab import Vocab
@@ -148,15 +148,11 @@ class _Batch:
 
 
 def _rows(requests: Sequence[Request], seed: int, encode: Callable[[str], tuple[str, Tensor]]) -> list[_Row]:
-    """The rows of ``requests`` (one per sample; one per prompt for beam search), each request checked,
-    each distinct prompt encoded once."""
-    rows, encoded = [], {}
+    """The rows of ``requests`` (one per sample; one per prompt for beam search), each request checked
+    and counted against the bounds of one call, each distinct prompt encoded once."""
+    rows, encoded, budget = [], {}, Budget()
     for order, request in enumerate(requests):
-        request.settings.check()
-        check_num_samples(request.num_samples)
-        if request.settings.beam and request.num_samples > request.settings.beam:
-            raise CharforgeError(f"beam search of width {request.settings.beam} returns at most "
-                                 f"{request.settings.beam} samples per prompt, not {request.num_samples}.")
+        budget.add(request)
         if request.prompt not in encoded:
             encoded[request.prompt] = encode(request.prompt)
         prompt, ids = encoded[request.prompt]
@@ -178,8 +174,10 @@ class BatchGenerator:
                  batch_size: int = 256, drop_unknown: bool = False, precision: str = "auto",
                  origin: Checkpoint | None = None, threads: int = 0):
         """``threads``: CPU threads, 0 (the default) for the count measured fastest while generating."""
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise CharforgeError(f"--batch-size must be at least 1, not {batch_size}.")
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise CharforgeError(f"--batch-size must be at least 1, not {shown(batch_size)}.")
+        if not isinstance(drop_unknown, bool):
+            raise CharforgeError(f"drop_unknown must be true or false, not {shown(drop_unknown)}.")
         self.precision = check_precision(precision)
         self.model = model.eval()
         self.vocab = vocab
@@ -224,7 +222,9 @@ class BatchGenerator:
         ``seed`` replaces it. ``progress(chars, samples)`` is called with increments once per
         round of :data:`ROUND` steps.
         """
-        seed = random_seed() if seed is None else seed
+        if progress is not None and not callable(progress):
+            raise CharforgeError(f"progress must be a function of (chars, samples), not {shown(progress)}.")
+        seed = random_seed() if check_seed(seed) is None else seed
         rows = _rows(requests, seed, self.encode_prompt)  # every request is checked before anything runs
         return self._in_order(rows, [r.num_samples for r in requests], progress)
 
@@ -309,12 +309,14 @@ class BatchGenerator:
 
         Characters that might begin a stop string are held back until it is clear they do not.
         """
-        settings = request.settings.check()
+        settings = request.check().settings
         if settings.beam:
             raise CharforgeError("beam search cannot stream: it knows the best continuation only at the end.")
+        if not isinstance(sample, int) or isinstance(sample, bool) or sample < 0:
+            raise CharforgeError(f"sample must be a non-negative integer, not {shown(sample)}.")
         if request.seed is not None:
             seed = request.seed
-        elif seed is None:
+        elif check_seed(seed) is None:
             seed = random_seed()
         prompt, ids = self.encode_prompt(request.prompt)
         return self._stream(settings, prompt, ids, row_seed(seed, prompt, sample))

@@ -2,7 +2,8 @@
 
 Prompts are primed in groups of equal length, each distinct prompt once, through the model's
 fused sequence path, so no padding ever enters a state; the rows' states are then spliced into
-the running batch.
+the running batch. A long prompt runs :data:`WINDOW` characters at a time, so what it holds at
+once (the inputs, gates and read-out of every position) does not grow with its length.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from torch import Tensor
 
 from charforge.cell import State
 from charforge.model import CharModel
+
+WINDOW = 4096  # prompt characters per forward pass
 
 
 def select(state: list[State], rows: Tensor) -> list[State]:
@@ -30,8 +33,8 @@ def cat(a: list[State], b: list[State]) -> list[State]:
 def prime(model: CharModel, prompts: Sequence[Tensor], device: torch.device) -> tuple[list[State], Tensor, Tensor]:
     """(state, last prompt token, its position) for each prompt, priming each distinct prompt once.
 
-    Every prompt but its last token runs through the model; generation then starts by feeding
-    that last token.
+    Every prompt but its last token runs through the model, a window at a time; generation then
+    starts by feeding that last token.
     """
     unique: dict[bytes, int] = {}
     which = []
@@ -47,10 +50,11 @@ def prime(model: CharModel, prompts: Sequence[Tensor], device: torch.device) -> 
     for length, members in by_length.items():
         group = torch.stack([distinct[u] for u in members]).to(device)
         state = model.initial_state(len(members), device)
-        if length > 1:
-            t = (torch.arange(length - 1, dtype=torch.float64, device=device).expand(len(members), -1)
+        for start in range(0, length - 1, WINDOW):
+            end = min(start + WINDOW, length - 1)
+            t = (torch.arange(start, end, dtype=torch.float64, device=device).expand(len(members), -1)
                  if model.uses_time else None)
-            _, state = model(group[:, :-1], state, t)
+            _, state = model(group[:, start:end], state, t)
         states.append(state)
         order.extend(members)
     state = states[0]

@@ -36,6 +36,10 @@ TARGET = (5.0, 6.0)  # ms: the periods of class 1
 PERIODS = (1.0, 100.0)  # ms: the log-uniform range of class 0's periods (TARGET left out)
 DURATION = (15.0, 125.0)  # ms
 TIME_SCALE = 100.0  # a time-blind cell's timestamp feature is t / TIME_SCALE
+# Bounds on the task's sizes, far above the paper's: a final validation reads every held-out wave,
+# and a batch's waves are made whole, so larger counts only stall a run or exhaust memory.
+MAX_WAVES = 10**6
+MAX_POINTS = 10**4
 
 
 @dataclass
@@ -116,12 +120,13 @@ class Frequency(Task):
 
     def __init__(self, **settings):
         super().__init__(**settings)
-        if not 1 <= settings["min_points"] <= settings["max_points"]:
-            raise CharforgeError(f"task 'frequency' needs 1 <= min_points <= max_points, not "
+        if not 1 <= settings["min_points"] <= settings["max_points"] <= MAX_POINTS:
+            raise CharforgeError(f"task 'frequency' needs 1 <= min_points <= max_points <= {MAX_POINTS}, not "
                                  f"{settings['min_points']} and {settings['max_points']}.")
-        if settings["samples"] < 2 or settings["test_samples"] < 2:
-            raise CharforgeError("task 'frequency' needs samples and test_samples of at least 2 (one wave of "
-                                 "each class).")
+        for name in ("samples", "test_samples"):
+            if not 2 <= settings[name] <= MAX_WAVES:
+                raise CharforgeError(f"task 'frequency' needs {name} from 2 (one wave of each class) to "
+                                     f"{MAX_WAVES}, not {settings[name]}.")
 
     def defaults(self) -> dict:
         return {"hidden_size": FREQUENCY.hidden_size, "batch_size": FREQUENCY.batch_size, "lr": FREQUENCY.lr,

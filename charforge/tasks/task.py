@@ -47,7 +47,6 @@ class Sequences:
     def __init__(self, make: Callable[[int, bool], tuple[Tensor, Tensor, Tensor | None]], windows: int,
                  batch: int, length: int, device: torch.device | str = "cpu"):
         self.make, self.windows, self.batch, self.seq_len, self.device = make, windows, batch, length, device
-        self._offsets = torch.arange(length, dtype=torch.float64, device=device).expand(batch, length)
 
     @property
     def chars_per_window(self) -> int:
@@ -55,8 +54,8 @@ class Sequences:
 
     def window(self, i: int, with_time: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
         x, y, t = self.make(i, with_time)
-        if t is None and with_time:
-            t = self._offsets[:, : x.shape[1]]
+        if t is None and with_time:  # made here, at the batch's own size: nothing is sized before the model is
+            t = torch.arange(x.shape[1], dtype=torch.float64).expand(x.shape[0], -1)
         return x.to(self.device), y.to(self.device), t.to(self.device) if with_time else None
 
 

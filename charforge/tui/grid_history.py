@@ -13,7 +13,7 @@ from charforge.display import finite
 from charforge.experiments.curves import band
 from charforge.experiments.grid import Grid
 from charforge.experiments.summary import FINISHED, configurations, point_figures, timeline
-from charforge.tui.history import LN2, downsample
+from charforge.tui.history import LN2, downsample, readable
 
 STATUSES = ("finished", "running", "stopped", "failed", "not started")  # in the order they are counted
 STALE_AFTER = 600.0  # as the training screen's: a point silent this long (no end written) is taken for stopped
@@ -45,7 +45,7 @@ class GridHistory:
         self.events: dict[str, list[dict]] = {p.name: [] for p in self.points}
         self.last_time: dict[str, float | None] = {p.name: None for p in self.points}
         self.version = 0  # bumped by every new event
-        self.ignored = 0  # events of no point of the grid, or not events at all
+        self.ignored = 0  # events of no point of the grid, not events at all, or too damaged to read
         self._mark: dict[str, dict] = {}  # point name -> its last start, end or error event
         self._last_step: dict[str, dict] = {}  # point name -> its last step event
         # Figures and curves are recomputed only for points (and configurations) with new events.
@@ -61,7 +61,7 @@ class GridHistory:
         if kept is None:
             self.ignored += len(events)
             return
-        fresh = [e for e in events if isinstance(e, dict) and isinstance(e.get("event"), str)]
+        fresh = [e for e in events if isinstance(e, dict) and isinstance(e.get("event"), str) and readable(e)]
         self.ignored += len(events) - len(fresh)
         if not fresh:
             return

@@ -7,7 +7,10 @@ the latest figures and the samples, and redraws from a downsampled copy on a tim
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
+
+from charforge.display import finite
 
 LN2 = math.log(2)
 
@@ -56,21 +59,21 @@ class RunHistory:
         """Take the next event; one this version cannot read is counted in ``ignored``, never raised."""
         self.events += 1
         try:
-            known = self._add(event)
+            known = readable(event) and self._add(event)
         except (TypeError, ValueError, KeyError, AttributeError):
             known = False
         if not known:
             self.ignored += 1
             return
         at = event.get("time")
-        if _finite(at):
+        if finite(at):
             self.last_time = max(self.last_time or at, at)
 
     def _add(self, event: dict) -> bool:
         kind = event.get("event")
         if kind == "start":
             step = event.get("step", 0)
-            if not _finite(step):
+            if not finite(step):
                 return False
             self.start, self.ended, self.error, self.validating = event, None, None, None
             # A run resumed from an earlier checkpoint than we have seen: drop the steps it redoes.
@@ -81,34 +84,36 @@ class RunHistory:
             # The clock starts again from what the run had spent, not from the time since the last
             # step of the process before (a pause spends nothing).
             spent = 0.0 if not step else self.latest.get("elapsed")
-            self._clock = (spent, event["time"]) if _finite(spent) and _finite(event.get("time")) else None
+            self._clock = (spent, event["time"]) if finite(spent) and finite(event.get("time")) else None
             self._eta = None
         elif kind == "step":
-            if not (_finite(event.get("loss")) and _finite(event.get("step"))):
+            if not (finite(event.get("loss")) and finite(event.get("step"))):
                 return False
             self.train.append((event["step"], event["loss"]))
             self.latest = {**self.latest, **event}
             self.version += 1
             at = event.get("time")
-            if _finite(event.get("elapsed")) and _finite(at):
+            if finite(event.get("elapsed")) and finite(at):
                 self._clock = (event["elapsed"], at)
-                eta = event["eta"] if _finite(event.get("eta")) else self._extrapolated()
+                eta = event["eta"] if finite(event.get("eta")) else self._extrapolated()
                 self._eta = (eta, at) if eta is not None else None
         elif kind == "validation_start":
             self.validating = event
         elif kind == "validation":
-            self.validating = None
             step = event.get("step", self.step)
+            if not finite(step):
+                return False
+            self.validating = None
             val = event.get("val_loss")
-            if _finite(val):
+            if finite(val):
                 self.val.append((step, val))
                 # the run judges its best on the fixed sample, which a final validation reports apart
-                judged = event.get("sample_loss") if _finite(event.get("sample_loss")) else val
+                judged = event.get("sample_loss") if finite(event.get("sample_loss")) else val
                 self.best_val = min(self.best_val or math.inf, judged)
                 self.version += 1
-            self.latest = {**self.latest, **{k: v for k, v in event.items() if k.startswith("val_") and _finite(v)}}
+            self.latest = {**self.latest, **{k: v for k, v in event.items() if k.startswith("val_") and finite(v)}}
             if isinstance(event.get("sample"), str):
-                shown = f" · validation {val:.4f} nats/char" if _finite(val) else ""
+                shown = f" · validation {val:.4f} nats/char" if finite(val) else ""
                 self.samples.append(Sample(step, event["sample"], f"step {step}{shown}"))
         elif kind == "checkpoint":
             self.last_checkpoint = event
@@ -131,12 +136,12 @@ class RunHistory:
     @property
     def step(self) -> int:
         step = self.latest.get("step", self.start.get("step", 0))
-        return int(step) if _finite(step) else 0
+        return int(step) if finite(step) else 0
 
     @property
     def progress(self) -> float:
         progress = self.latest.get("progress")
-        return float(progress) if _finite(progress) else 0.0
+        return float(progress) if finite(progress) else 0.0
 
     def elapsed(self, now: float | None = None) -> float | None:
         """Seconds of training; with ``now`` (the wall clock, for a run still going) it moves on
@@ -145,7 +150,7 @@ class RunHistory:
             spent, at = self._clock
             return spent + max(now - at, 0.0)
         value = self.latest.get("elapsed")
-        return value if _finite(value) else None
+        return value if finite(value) else None
 
     def eta(self, now: float | None = None) -> float | None:
         """Seconds left: the run's own estimate (or one from its progress), counted down from when
@@ -157,7 +162,7 @@ class RunHistory:
 
     def _extrapolated(self) -> float | None:
         p, elapsed = self.progress, self.latest.get("elapsed")
-        if not _finite(elapsed) or p <= 0:
+        if not finite(elapsed) or p <= 0:
             return None
         return max(elapsed * (1 - p) / p, 0.0)
 
@@ -168,5 +173,16 @@ class RunHistory:
         return train, val
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value)
+def readable(event) -> bool:
+    """Whether every number in ``event``, nested ones too, can be shown: an integer past a float's
+    range (a hand-edited or damaged line) stops whatever formats it, so the event is not taken."""
+    todo = [event]
+    while todo:  # a loop, not recursion: a line may nest as deep as JSON allows
+        value = todo.pop()
+        if isinstance(value, dict):
+            todo.extend(value.values())
+        elif isinstance(value, list):
+            todo.extend(value)
+        elif isinstance(value, int) and abs(value) > sys.float_info.max:
+            return False
+    return True

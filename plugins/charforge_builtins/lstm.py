@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from charforge.cell import GATE_BIAS_LIMIT, check_range
 from charforge.hookspecs import hookimpl
 from charforge.options import Option
 
@@ -18,6 +19,7 @@ class LSTMCell(FusedCell):
     state_count = 2
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0):
+        check_range(self.name, "forget_bias", forget_bias, -GATE_BIAS_LIMIT, GATE_BIAS_LIMIT)
         rnn = nn.LSTM(input_size, hidden_size, batch_first=True)
         super().__init__(input_size, hidden_size, rnn, torch.lstm_cell)
         with torch.no_grad():  # gates are ordered i, f, g, o; the two biases add up

@@ -33,12 +33,14 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from charforge.cell import Cell, State
+from charforge.cell import GATE_BIAS_LIMIT, Cell, State, check_range
 from charforge.errors import CharforgeError
 from charforge.hookspecs import hookimpl
 from charforge.options import Option
 
 EPS = 1e-6  # smallest period and open ratio: keeps the gate finite whatever the optimizer does
+# The widest initial log-period: exp(50) time units outlasts any stream and is finite in float32.
+TAU_LOG_LIMIT = 50.0
 
 # Which recurrence forward() runs: "auto" (TorchScript when it compiles, else Python), "script",
 # "python" (the same hand-written loops, uncompiled) or "autograd" (the step loop, for reference).
@@ -227,6 +229,9 @@ class PhasedLSTMCell(Cell):
                  r_on: float = 0.05, alpha: float = 1e-3, learn_tau: bool = True, learn_shift: bool = True,
                  learn_r_on: bool = True, peepholes: bool = False, forget_bias: float = 1.0):
         super().__init__(input_size, hidden_size)
+        for name, value in (("tau_log_min", tau_log_min), ("tau_log_max", tau_log_max)):
+            check_range(self.name, name, value, -TAU_LOG_LIMIT, TAU_LOG_LIMIT)
+        check_range(self.name, "forget_bias", forget_bias, -GATE_BIAS_LIMIT, GATE_BIAS_LIMIT)
         if not tau_log_min <= tau_log_max:
             raise CharforgeError(f"phased-lstm: tau_log_min ({tau_log_min}) must not exceed "
                                  f"tau_log_max ({tau_log_max}).")
@@ -252,8 +257,9 @@ class PhasedLSTMCell(Cell):
             self.weight_ih.uniform_(-bound, bound)
             self.weight_hh.uniform_(-bound, bound)
             self.bias[2 * H:3 * H].fill_(forget_bias)
-            self.tau.copy_(torch.empty(H).uniform_(tau_log_min, tau_log_max).exp())
-            self.shift.copy_(torch.rand(H) * self.tau)
+            if not self.tau.is_meta:  # built for its shapes alone (checkpoint.check_fits): nothing to compute
+                self.tau.copy_(torch.empty(H).uniform_(tau_log_min, tau_log_max).exp())
+                self.shift.copy_(torch.rand(H) * self.tau)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, alpha={self.alpha}, "

@@ -27,6 +27,11 @@ from charforge_builtins.corpora import CORPORA, sentence_settings
 DIGITS = Vocab(list("0123456789"))
 
 
+MAX_LENGTH = 10**4  # a palindrome's digits: the longest the seed reports' question could want, and more
+MAX_SAMPLES = 10**7  # palindromes per stream, drawn lazily, a batch at a time
+MAX_DIGITS = 10**7  # capacity's whole set, held in memory: 80 MB of int64
+
+
 def palindromes(count: int, length: int, generator: torch.Generator) -> torch.Tensor:
     """``count`` random digit palindromes of ``length``, (count, length) int64: a random first half,
     mirrored."""
@@ -46,9 +51,10 @@ class Palindrome(Task):
 
     def __init__(self, **settings):
         super().__init__(**settings)
-        for name, least in (("length", 2), ("samples", 1), ("test_samples", 1)):
-            if settings[name] < least:
-                raise CharforgeError(f"task 'palindrome' option {name!r} must be at least {least}, "
+        for name, least, most in (("length", 2, MAX_LENGTH), ("samples", 1, MAX_SAMPLES),
+                                  ("test_samples", 1, MAX_SAMPLES)):
+            if not least <= settings[name] <= most:
+                raise CharforgeError(f"task 'palindrome' option {name!r} must be from {least} to {most:,}, "
                                      f"not {settings[name]}.")
 
     def defaults(self) -> dict:
@@ -128,8 +134,10 @@ class Capacity(Task):
 
     def __init__(self, **settings):
         super().__init__(**settings)
-        if not 2 <= settings["classes"] <= 10 or settings["length"] < 1 or settings["samples"] < 1:
-            raise CharforgeError("task 'capacity' needs 2 <= classes <= 10, length >= 1 and samples >= 1.")
+        if not (2 <= settings["classes"] <= 10 and settings["length"] >= 1 and settings["samples"] >= 1
+                and settings["samples"] * settings["length"] <= MAX_DIGITS):
+            raise CharforgeError(f"task 'capacity' needs 2 <= classes <= 10, length >= 1, samples >= 1 and "
+                                 f"samples x length <= {MAX_DIGITS:,} (the whole set is held in memory).")
 
     def defaults(self) -> dict:
         return {"hidden_size": 16, "batch_size": 100, "embedding_dim": 0, "sample_length": 0}

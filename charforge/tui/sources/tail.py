@@ -36,7 +36,7 @@ class MetricsTail:
         for line in lines:
             try:
                 event = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # a damaged line, or one nested past what the parser follows
                 continue
             if isinstance(event, dict):
                 events.append(event)
