@@ -188,11 +188,11 @@ class _Clock:
         self.marks: list[tuple[float, float, int]] = []
 
     @hookimpl
-    def on_train_start(self, trainer):
-        self.marks.append((time.perf_counter(), time.process_time(), trainer.step))
+    def on_train_start(self, run):
+        self.marks.append((time.perf_counter(), time.process_time(), run.step))
 
     @hookimpl
-    def on_step_end(self, trainer, step, metrics):
+    def on_step_end(self, run, step, metrics):
         self.marks.append((time.perf_counter(), time.process_time(), step))
 
 
@@ -474,9 +474,9 @@ t3 = time.perf_counter()
 
 class Started:
     @hookimpl
-    def on_train_start(self, trainer):
+    def on_train_start(self, run):
         print(time.time() - wall0, t1 - t0 - dynamo, dynamo, t2 - t1, cached, time.perf_counter() - t3, flush=True)
-        trainer.request_stop("measured")
+        run.request_stop("measured")
 
 pm = make_plugin_manager(extra=[Started()], block=["console"])
 Trainer(TrainConfig(corpus=sys.argv[1], steps=1, sample_length=0), pm=pm, runs_root=sys.argv[3]).run()

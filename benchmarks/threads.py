@@ -54,7 +54,7 @@ class _Steps:
         self.marks: list[tuple[float, int]] = []
 
     @hookimpl
-    def on_step_end(self, trainer, step, metrics):
+    def on_step_end(self, run, step, metrics):
         self.marks.append((time.perf_counter(), step))
 
 

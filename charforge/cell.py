@@ -8,11 +8,17 @@ carried in and out of both paths. Cells with ``uses_time = True`` also receive o
 timestamp per sample and step (float64). A cell bounds its numeric options with
 :func:`check_range` as it is built, so a value from the command line or a checkpoint that torch
 could not store is one line.
+
+Two fast paths are opt-in, each an optional method whose default declines it:
+:meth:`Cell.stack_key` with :meth:`Cell.forward_stack` (consecutive layers in one kernel call,
+in training and scoring) and :meth:`Cell.step_kernel` (generation's compiled loop, and its
+8-bit products). Whatever a cell declares must compute what its ``step`` computes;
+:func:`charforge.testing.check_cell` checks that it does.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Hashable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -62,3 +68,31 @@ class Cell(nn.Module):
             h, state = self.step(x[:, i], state, None if t is None else t[:, i])
             outputs.append(h)
         return torch.stack(outputs, dim=1), state
+
+    def stack_key(self, x: Tensor) -> Hashable | None:
+        """A key for running this layer together with its neighbours, or None (the default) to run
+        it alone. The model asks every layer of a run for its key on ``x``, the input of the run's
+        first layer (for its device and dtype), and hands each maximal run of consecutive layers
+        with equal, non-None keys to the first one's :meth:`forward_stack`; a key must therefore
+        hold all that makes two layers stackable (their class, sizes, kernel)."""
+        return None
+
+    @staticmethod
+    def forward_stack(layers: Sequence["Cell"], x: Tensor, states: Sequence[State], dropout: float,
+                      training: bool) -> tuple[Tensor, list[State]]:
+        """Layers with equal :meth:`stack_key` in one call: ``x`` (batch, steps, input) through each
+        layer in turn, with dropout of probability ``dropout`` (when ``training``) between layers but
+        not after the last; returns the last layer's output and each layer's new state, in order.
+        Only a cell whose ``stack_key`` returns keys implements it. It takes no timestamps: the
+        model never stacks layers of a cell with ``uses_time``."""
+        raise NotImplementedError(f"{layers[0].name} returns a stack_key but has no forward_stack")
+
+    def step_kernel(self) -> tuple[str, tuple[Tensor, Tensor, Tensor | None, Tensor | None]] | None:
+        """``(kind, (w_ih, w_hh, b_ih, b_hh))`` when :meth:`step` is exactly ``torch.<kind>_cell``
+        (kind ``lstm``, ``gru``, ``rnn_tanh`` or ``rnn_relu``) on these weights, in PyTorch's gate
+        order and shapes ((gates * hidden, input), (gates * hidden, hidden), biases (gates * hidden,)
+        or None); None (the default) otherwise. A model on the CPU whose every layer returns the
+        same kind (and whose cell has no ``uses_time``) then generates through charforge's compiled
+        loop (:mod:`charforge.sampling.fastpath`) and, but for ``rnn_relu`` (an unbounded state), may
+        use its 8-bit products, which assume every state fed forward lies within (-1, 1)."""
+        return None

@@ -49,10 +49,9 @@ class CharModel(nn.Module):
         new_state: list[State] = []
         layers, i = list(self.layers), 0
         while i < len(layers):  # runs of layers that allow it go through one multi-layer kernel call
-            key = layers[i].stack_key(x) if hasattr(layers[i], "stack_key") else None
+            key = None if self.uses_time else layers[i].stack_key(x)  # Cell.stack_key: no timestamps
             j = i + 1
-            while key is not None and j < len(layers) and getattr(layers[j], "stack_key", None) \
-                    and layers[j].stack_key(x) == key:
+            while key is not None and j < len(layers) and layers[j].stack_key(x) == key:
                 j += 1
             if j - i > 1:
                 x, states = layers[i].forward_stack(layers[i:j], x, state[i:j], self.drop.p, self.training)

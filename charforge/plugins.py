@@ -2,11 +2,17 @@
 
 Built-in plugins and third-party ones come through the same ``charforge`` entry-point group,
 so any of them can be listed, blocked (``CHARFORGE_BLOCK_PLUGINS=a,b``) or replaced.
-``CHARFORGE_PLUGINS=a,b`` is an allow-list: when set, only those entry points load.
+``CHARFORGE_PLUGINS=a,b`` is an allow-list: when set, only those entry points load. A plugin that
+does not fit the contract (a hook misspelled, an argument no hook has, a newer contract version) is
+refused in one line naming it, before anything runs, rather than have a hook silently never called:
+an installed one is skipped with a warning, as one that fails to import is (so that the others, and
+``charforge plugins``, still work), one handed over in code raises CharforgeError.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -16,6 +22,7 @@ import pluggy
 
 from charforge import hookspecs
 from charforge.errors import CharforgeError, unknown_name, warn
+from charforge.hookspecs import CONTRACT
 
 GROUP = "charforge"
 
@@ -33,10 +40,65 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__(GROUP)
         self.distributions: dict[str, tuple[str | None, str | None]] = {}
+        self.labels: dict[str, str] = {}  # registered name -> the name messages use
 
     def distribution(self, plugin_name: str) -> tuple[str | None, str | None]:
         """(distribution, version) of a plugin; (None, None) for one registered in code."""
         return self.distributions.get(plugin_name, (None, None))
+
+    def add(self, plugin: Any, name: str | None = None) -> None:
+        """Register ``plugin`` once it is checked against the contract (:func:`check_plugin`)."""
+        label = name or getattr(plugin, "__name__", None) or type(plugin).__name__  # not an id, in messages
+        check_plugin(self, plugin, label)
+        try:
+            self.labels[self.register(plugin, name=name)] = label
+        except pluggy.PluginValidationError as exc:  # what check_plugin leaves to pluggy (a wrapper misused...)
+            raise CharforgeError(f"plugin {label!r} is refused: {' '.join(str(exc).split())}") from None
+
+    def culprit(self, hook_name: str, error: BaseException) -> str | None:
+        """The name of the plugin whose ``hook_name`` implementation raised ``error``, found in its traceback
+        (the outermost frame running an implementation's code, for the instance it is bound to)."""
+        impls = [(getattr(impl.function, "__code__", None), getattr(impl.function, "__self__", None),
+                  self.labels.get(impl.plugin_name, impl.plugin_name))
+                 for impl in getattr(self.hook, hook_name).get_hookimpls()]
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            for code, owner, name in impls:
+                if frame.f_code is code and (owner is None or frame.f_locals.get("self") is owner):
+                    return name
+            tb = tb.tb_next
+        return None
+
+
+def check_plugin(pm: pluggy.PluginManager, plugin: Any, name: str) -> None:
+    """Refuse, in one line, a plugin for a newer contract, a misspelled hook or an argument its hook lacks."""
+    contract = getattr(plugin, "charforge_contract", CONTRACT)
+    if not isinstance(contract, int) or isinstance(contract, bool):
+        raise CharforgeError(f"plugin {name!r} declares charforge_contract = {contract!r}; it must be a whole number.")
+    if contract > CONTRACT:
+        raise CharforgeError(f"plugin {name!r} needs plugin contract {contract}; this charforge has {CONTRACT}: "
+                             "upgrade charforge.")
+    hooks = {hook: caller.spec.argnames for hook, caller in vars(pm.hook).items()
+             if isinstance(caller, pluggy.HookCaller) and caller.spec is not None}
+    for attr in dir(plugin):
+        opts = pm.parse_hookimpl_opts(plugin, attr)
+        if opts is None:
+            continue
+        hook = opts.get("specname") or attr
+        if hook not in hooks:
+            if opts.get("optionalhook"):
+                continue
+            close = difflib.get_close_matches(hook, sorted(hooks), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else f" Hooks: {', '.join(sorted(hooks))}."
+            raise CharforgeError(f"plugin {name!r} implements {hook!r}, which is not a charforge hook.{hint}")
+        asked = [p.name for p in inspect.signature(getattr(plugin, attr)).parameters.values()
+                 if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                 and p.name != "self"]
+        unknown = [arg for arg in asked if arg not in hooks[hook]]
+        if unknown:
+            raise CharforgeError(f"plugin {name!r} implements {hook}({', '.join(asked)}), but {hook} has no "
+                                 f"argument {unknown[0]!r}: it is called with {', '.join(hooks[hook])}.")
 
 
 def make_plugin_manager(extra: Iterable[Any] = (), block: Iterable[str] = (),
@@ -64,14 +126,16 @@ def make_plugin_manager(extra: Iterable[Any] = (), block: Iterable[str] = (),
             if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
                 continue
             try:
-                plugin = ep.load()
-                pm.register(plugin, name=ep.name)
-            except Exception as exc:  # one broken plugin must not take the others down
+                pm.add(ep.load(), name=ep.name)
+            except CharforgeError as exc:  # one broken plugin must not take the others down
+                warn(f"{exc} It is skipped.")
+                continue
+            except Exception as exc:
                 warn(f"plugin {ep.name!r} failed to load and is skipped: {type(exc).__name__}: {exc}")
                 continue
             pm.distributions[ep.name] = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
     for plugin in extra:
-        pm.register(plugin)
+        pm.add(plugin)
     return pm
 
 

@@ -26,7 +26,7 @@ from charforge.config import TrainConfig
 from charforge.data import training_data
 from charforge.device import pick_device
 from charforge.evaluation import evaluate
-from charforge.errors import CharforgeError
+from charforge.errors import CharforgeError, warn
 from charforge.finetune import initialise, starting_point
 from charforge.model import build_model, detach_state
 from charforge.optim import Schedule, build_optimizer, clip_gradients
@@ -37,6 +37,7 @@ from charforge.runs.checkpoint import (Checkpoint, check_fits, load_checkpoint, 
                                        training_state)
 from charforge.runs.directory import Run, step_kind
 from charforge.runs.validation import first_nonfinite
+from charforge.runview import RunView
 from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.settings import Request, Settings
 from charforge.stopping import catch_signals, divergence_message, diverged
@@ -51,8 +52,17 @@ class TrainingDiverged(CharforgeError):
     pass
 
 
+class PluginFailed(CharforgeError):
+    """A plugin's lifecycle hook raised: one line naming the plugin, the hook and the error."""
+
+    def __init__(self, plugin: str, hook: str, error: Exception):
+        super().__init__(f"plugin {plugin!r} failed in {hook}: {type(error).__name__}: {error}")
+        self.plugin, self.hook = plugin, hook
+
+
 class Trainer:
-    """Trains one run. Plugins see it in every hook; ``request_stop`` ends training after the step."""
+    """Trains one run. Plugins see it through :attr:`view` (a :class:`RunView`), handed to every
+    lifecycle hook; ``request_stop`` ends training after the step."""
 
     def __init__(self, config: TrainConfig, pm=None, runs_root: str | Path = "runs", name: str | None = None,
                  checkpoint: Checkpoint | None = None, writer: bool = True, directory: Run | None = None):
@@ -60,6 +70,7 @@ class Trainer:
         run does); the others train alike but write nothing. ``directory``: the run ``checkpoint``
         belongs to, already locked (:meth:`resume` locks it before reading the checkpoint)."""
         self.pm = pm if pm is not None else make_plugin_manager()
+        self.view = RunView(self)
         self.registry = Registry(self.pm)
         if checkpoint is not None:  # a resume names the plugin it needs, before anything else fails
             require_plugins(checkpoint, self.registry)
@@ -210,6 +221,17 @@ class Trainer:
     def request_stop(self, reason: str = "stopped by a plugin") -> None:
         self._stop = reason
 
+    def _hook(self, name: str, **kwargs) -> None:
+        """Call lifecycle hook ``name`` with the run's view: the one place plugins are called from, so
+        that an exception one raises becomes :class:`PluginFailed`, naming it."""
+        try:
+            getattr(self.pm.hook, name)(run=self.view, **kwargs)
+        except Exception as error:
+            plugin = self.pm.culprit(name, error)
+            if plugin is None:
+                raise
+            raise PluginFailed(plugin, name, error) from error
+
     def run(self) -> dict:
         """Train until the budget is spent or a stop is requested; returns the last metrics. The run is
         closed when it returns, however it ends."""
@@ -225,11 +247,11 @@ class Trainer:
         self.directory.release()
 
     def _run(self) -> dict:
-        c, model, hook = self.config, self.model, self.pm.hook
+        c, model = self.config, self.model
         self.metrics.write("start", step=self.step, config=c.to_dict(), vocab_size=len(self.vocab),
                            parameters=sum(p.numel() for p in model.parameters()),
                            windows_per_epoch=self.train_data.windows, run_dir=str(self.run_dir))
-        hook.on_train_start(trainer=self)
+        self._hook("on_train_start")
         restore_signals = catch_signals(self._interrupted)
         threads = torch.get_num_threads()  # given back at the end: the tuner's count is this run's alone
         try:
@@ -239,18 +261,23 @@ class Trainer:
                 self.metrics.write("error", step=self.step, message=str(error) or type(error).__name__)
             except OSError:
                 pass
-            hook.on_train_error(trainer=self, error=error)
+            if isinstance(error, PluginFailed) and error.hook != "on_checkpoint_save":
+                self._save_after(error)
+            try:
+                self._hook("on_train_error", error=error)
+            except PluginFailed as failed:  # must not hide the error that stopped training
+                warn(str(failed))
             raise
         finally:
             restore_signals()
             torch.set_num_threads(threads)
         self.outcome = reason
         self.metrics.write("end", reason=reason, **{**self.last_metrics, "step": self.step, "elapsed": self.elapsed})
-        hook.on_train_end(trainer=self, reason=reason, metrics=self.last_metrics)
+        self._hook("on_train_end", reason=reason, metrics=self.last_metrics)
         return self.last_metrics
 
     def _loop(self) -> str:
-        c, model, hook = self.config, self.model, self.pm.hook
+        c, model = self.config, self.model
         data, vocab_size = self.train_data, len(self.vocab)
         model.train()
         started, elapsed_before = time.perf_counter(), self.elapsed
@@ -297,7 +324,7 @@ class Trainer:
                     "elapsed": self.elapsed, "progress": min(self.progress(), 1.0),
                     "threads": self.tuner.threads, "eta": self.eta()}
                 self.metrics.write("step", **self.last_metrics)
-                hook.on_step_end(trainer=self, step=self.step, metrics=self.last_metrics)
+                self._hook("on_step_end", step=self.step, metrics=self.last_metrics)
                 loss_sum, norm_sum, logged_at, logged_time = 0.0, 0.0, self.step, time.perf_counter()
             at = (self.step, self.elapsed, self.progress(), elapsed_before)
             validating = bool(done or self._stop or self.evals.due(*at))
@@ -347,7 +374,7 @@ class Trainer:
         full = metrics.pop("full", None)  # of the event alone: a checkpoint's metrics are numbers
         self.last_metrics.update({k: v for k, v in metrics.items() if k != "sample_loss"})
         self.metrics.write("validation", sample=sample, **metrics, **({} if full is None else {"full": full}))
-        self.pm.hook.on_validation_end(trainer=self, step=self.step, metrics=metrics, sample=sample)
+        self._hook("on_validation_end", step=self.step, metrics=metrics, sample=sample)
         self.save("latest")
         if improved:
             self.save("best")
@@ -401,7 +428,7 @@ class Trainer:
         if bad is not None:
             raise self._diverged(f"{bad} became NaN or infinite")
         plugin_state: dict = {}
-        self.pm.hook.on_checkpoint_save(trainer=self, path=path, kind=kind, plugin_state=plugin_state)
+        self._hook("on_checkpoint_save", path=path, kind=kind, plugin_state=plugin_state)
         meta = {"config": self.config.to_dict(), "tokenizer": self.vocab.to_json(), **self.provenance, **layout,
                 "step": self.step, "epoch": self.epoch, "window": self.window, "elapsed": self.elapsed,
                 "best_val": self.best_val if math.isfinite(self.best_val) else None,
@@ -425,7 +452,15 @@ class Trainer:
         self.best_val = meta["best_val"] if meta.get("best_val") is not None else math.inf
         self.val_windows = meta.get("val_windows")
         self.last_metrics = meta.get("metrics", {})
-        self.pm.hook.on_checkpoint_load(trainer=self, plugin_state=meta.get("plugin_state", {}))
+        self._hook("on_checkpoint_load", plugin_state=meta.get("plugin_state", {}))
+
+    def _save_after(self, failed: PluginFailed) -> None:
+        """Keep what was trained up to the step a plugin failed at; a save that fails in turn leaves the
+        last checkpoint as it was, and the plugin's error is the one reported."""
+        try:
+            self.save("latest")
+        except (CharforgeError, OSError) as exc:
+            warn(f"after {failed.plugin!r} failed, the run could not be saved at step {self.step}: {exc}")
 
     def _interrupted(self) -> None:
         """First Ctrl-C or SIGTERM: stop after this step and save; a second Ctrl-C: stop at once."""

@@ -149,9 +149,9 @@ def reference_run(runs: Path, corpus: str, stop_at: int) -> Path:
 
     class StopAt:
         @hookimpl
-        def on_step_end(self, trainer, step):
+        def on_step_end(self, run, step):
             if step >= stop_at:
-                trainer.request_stop("reference")
+                run.request_stop("reference")
 
     pm = make_plugin_manager(extra=[StopAt()], block=["console"])
     trainer = Trainer(TrainConfig(corpus=corpus, **SETTINGS), pm=pm, runs_root=runs, name="reference")

@@ -26,17 +26,17 @@ class Recorder:
         self.stop_at = stop_at
 
     @hookimpl
-    def on_step_end(self, trainer, step, metrics):
+    def on_step_end(self, run, step, metrics):
         self.steps.append(step)
         if step == self.stop_at:
-            trainer.request_stop("enough")
+            run.request_stop("enough")
 
     @hookimpl
-    def on_validation_end(self, trainer, step, metrics, sample):
+    def on_validation_end(self, run, step, metrics, sample):
         self.validations.append(sample)
 
     @hookimpl
-    def on_train_end(self, trainer, reason, metrics):
+    def on_train_end(self, run, reason, metrics):
         self.ended = reason
 
 

@@ -67,11 +67,11 @@ def test_budgets_are_said_in_the_singular_and_the_plural():
 
 
 class FakeTrainer:
-    """What the columns read from a trainer, in the middle of a long validation."""
+    """What the columns read from a run's view, in the middle of a long validation."""
 
     def __init__(self, eta=None):
         self.phase, self.validation_fraction = "validating", 0.4
-        self.elapsed, self.last_metrics = 12.0, {"val_loss": 1.5}
+        self.elapsed, self.metrics = 12.0, {"val_loss": 1.5}
         self.device = SimpleNamespace(type="cuda")
         self._eta = eta
 

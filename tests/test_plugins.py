@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import json
 import types
-from importlib.metadata import EntryPoint
 
 import pytest
 import torch
 from click.testing import CliRunner
-from torch import nn
 
+from _cells import TinyCell
 import charforge
 import charforge.plugins as plugins_module
-from charforge.cell import Cell
 from charforge.runs.checkpoint import load_checkpoint
 from charforge.sampling.loading import load_engine
 from charforge.cli import cli
 from charforge.errors import CharforgeError
 from charforge.hookspecs import hookimpl
-from charforge.options import Option
 from charforge.plugins import Registry, make_plugin_manager
 from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.settings import Request, Settings
@@ -34,23 +31,6 @@ from charforge.trainer import Trainer
 BUILTIN_CELLS = {"rnn", "lstm", "gru"}
 BUILTIN_OPTIMIZERS = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}
 FAKE = "charforge_fake_cells"
-
-
-class TinyCell(Cell):
-    """A third-party cell that implements only ``step``: the base class loops it over a sequence."""
-
-    name = "tiny"
-    help = "A test cell: h' = tanh(W [x, gain * h] + b)."
-    options = {"gain": Option(1.0, "scale of the recurrent input")}
-
-    def __init__(self, input_size: int, hidden_size: int, gain: float = 1.0):
-        super().__init__(input_size, hidden_size)
-        self.gain = gain
-        self.linear = nn.Linear(input_size + hidden_size, hidden_size)
-
-    def step(self, x, state, t=None):
-        h = torch.tanh(self.linear(torch.cat([x, self.gain * state[0]], dim=-1)))
-        return h, (h,)
 
 
 class ClockCell(TinyCell):
@@ -96,22 +76,6 @@ def cli_with(monkeypatch):
         return CliRunner().invoke(cli, args, catch_exceptions=False)
 
     return invoke
-
-
-@pytest.fixture
-def fake_entry_points(monkeypatch, tmp_path):
-    """Add entry points to the ``charforge`` group, each backed by a module written to tmp_path."""
-    real = plugins_module.entry_points
-    added: list[EntryPoint] = []
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(plugins_module, "entry_points", lambda group: [*real(group=group), *added])
-
-    def add(name: str, source: str) -> None:
-        module = f"charforge_test_ep_{name}"
-        (tmp_path / f"{module}.py").write_text(source)
-        added.append(EntryPoint(name=name, value=module, group="charforge"))
-
-    return add
 
 
 def stderr_lines(text: str) -> list[str]:
@@ -218,14 +182,14 @@ class Recorder:
         self.events, self.stop_at, self.loaded = [], stop_at, None
 
     @hookimpl
-    def on_train_start(self, trainer):
-        self.events.append(("start", trainer.step))
+    def on_train_start(self, run):
+        self.events.append(("start", run.step))
 
     @hookimpl
-    def on_step_end(self, trainer, step):
+    def on_step_end(self, run, step):
         self.events.append(("step", step))
         if step == self.stop_at:
-            trainer.request_stop("enough")
+            run.request_stop("enough")
 
     @hookimpl
     def on_validation_end(self, step, sample):
@@ -272,8 +236,8 @@ BROKEN = {
 
 
 @pytest.mark.parametrize("source", BROKEN.values(), ids=BROKEN.keys())
-def test_a_broken_entry_point_is_one_warning_and_the_rest_works(fake_entry_points, capsys, source):
-    fake_entry_points("broken", source)
+def test_a_broken_entry_point_is_one_warning_and_the_rest_works(charforge_entry_points, capsys, source):
+    charforge_entry_points("broken", source)
     registry = Registry(make_plugin_manager())
     lines = stderr_lines(capsys.readouterr().err)
     assert len(lines) == 1, lines
@@ -282,8 +246,8 @@ def test_a_broken_entry_point_is_one_warning_and_the_rest_works(fake_entry_point
     assert BUILTIN_OPTIMIZERS <= set(registry.names("optimizer"))
 
 
-def test_a_broken_plugin_does_not_stop_the_command_line(fake_entry_points, text_corpus, tmp_path):
-    fake_entry_points("broken", BROKEN["import-raises"])
+def test_a_broken_plugin_does_not_stop_the_command_line(charforge_entry_points, text_corpus, tmp_path):
+    charforge_entry_points("broken", BROKEN["import-raises"])
     result = CliRunner().invoke(cli, ["cells", "--json"])
     assert result.exit_code == 0
     assert BUILTIN_CELLS <= {row["name"] for row in json.loads(result.stdout)}

@@ -159,8 +159,8 @@ def on_step_end(step):
 
 
 @hookimpl
-def on_checkpoint_save(trainer):
-    if trainer._stop == "interrupted":  # the save after a first Ctrl-C: take (far too) long
+def on_checkpoint_save(run):
+    if run.stop_reason == "interrupted":  # the save after a first Ctrl-C: take (far too) long
         print("SAVING", flush=True)
         time.sleep(60)
 '''
@@ -225,11 +225,11 @@ class Recorder:
         self.stop_at, self.count, self.loaded, self.trace = stop_at, 0, None, {}
 
     @hookimpl
-    def on_step_end(self, trainer, step, metrics):
+    def on_step_end(self, run, step, metrics):
         self.count += 1
         self.trace[step] = (metrics["lr"], metrics["loss"])
         if step == self.stop_at:
-            trainer.request_stop("paused")
+            run.request_stop("paused")
 
     @hookimpl
     def on_checkpoint_save(self, plugin_state):
@@ -269,20 +269,20 @@ class Poison:
     def __init__(self, at: int, when: str):
         self.at, self.when = at, when
 
-    def _poison(self, trainer, step):
+    def _poison(self, run, step):
         if step == self.at:
             with torch.no_grad():
-                trainer.model.head.weight[0, 0] = float("nan")
+                run.model.head.weight[0, 0] = float("nan")
 
     @hookimpl
-    def on_step_end(self, trainer, step):
+    def on_step_end(self, run, step):
         if self.when == "step":
-            self._poison(trainer, step)
+            self._poison(run, step)
 
     @hookimpl
-    def on_validation_end(self, trainer, step):
+    def on_validation_end(self, run, step):
         if self.when == "before-save":
-            self._poison(trainer, step)
+            self._poison(run, step)
 
 
 @pytest.mark.parametrize("when,diverged_at,reason", [("step", 5, "training loss became nan"),

@@ -89,9 +89,9 @@ class StopAt:
         self.step = step
 
     @hookimpl
-    def on_step_end(self, trainer, step):
+    def on_step_end(self, run, step):
         if step == self.step:
-            trainer.request_stop("paused")
+            run.request_stop("paused")
 
 
 def test_an_interrupted_run_resumes_exactly_with_a_budget_dependent_schedule(tiny_config, quiet_pm, runs_root,

@@ -1,8 +1,9 @@
-"""The fast step path of generation: many steps of a stack of built-in fused cells in one call.
+"""The fast step path of generation: many steps of a stack of fused cells in one call.
 
-Models whose every layer offers a ``step_kernel`` (the built-in fused RNN, LSTM and GRU cells)
-generate through one TorchScript loop (:func:`fast_rows`; plain Python when TorchScript is
-unavailable) on the raw weights. The first layer's input projection is read from a table
+Models whose every layer declares the same :meth:`charforge.cell.Cell.step_kernel` (the built-in
+fused RNN, LSTM and GRU cells, and any plugin cell whose step is one of ``torch.*_cell``) generate
+through one TorchScript loop (:func:`fast_rows`; plain Python when TorchScript is unavailable) on
+the raw weights. The first layer's input projection is read from a table
 holding ``x W_ih + b`` for every vocabulary entry, so a step costs one (rows, hidden) x
 (hidden, gates) product per layer plus the read-out, and the gate arithmetic of
 ``torch.*_cell`` (:func:`stack_step`). Each row then picks its character with
@@ -214,8 +215,7 @@ class FastWeights:
             return cls._no_plan(precision)
         kinds, weights = set(), []
         for layer in model.layers:
-            kernel = getattr(layer, "step_kernel", None)
-            spec = kernel() if callable(kernel) else None
+            spec = layer.step_kernel()
             if spec is None or spec[0] not in KINDS:
                 return cls._no_plan(precision)
             kinds.add(spec[0])
@@ -247,8 +247,8 @@ class FastWeights:
     @staticmethod
     def _no_plan(precision: str) -> None:
         if precision == "int8":
-            raise CharforgeError("--precision int8 needs a model of built-in rnn, lstm or gru layers on the CPU; "
-                                 "use --precision float32.")
+            raise CharforgeError("--precision int8 needs a model of built-in rnn, lstm or gru layers (or cells with a "
+                                 "step_kernel) on the CPU; use --precision float32.")
         return None
 
     def weights(self, rows: int) -> tuple:

@@ -2,14 +2,15 @@
 
 On a terminal, stderr shows a progress bar drawn by rich, refreshed on its own thread so that its
 clock ticks even while a step or a validation takes long; the figures come from the last logged
-step, and the phase and the time left are read from the trainer at every refresh. Elsewhere (a
+step, and the phase and the time left are read from the run's view at every refresh. Elsewhere (a
 log file, a pipe) a plain line goes to stdout every few seconds. The lines that matter afterwards
 (the run directory, each validation, how the run ended and what to do next) go to stdout either
 way.
 
-Each run gets its own :class:`ConsoleOutput`, kept per trainer by the module's hooks; a script or a
-test may register an instance of its own as a plugin object instead, with a rich ``Console`` of
-its choosing.
+Everything shown is read from the :class:`charforge.runview.RunView` the hooks are handed, nothing
+from the trainer. Each run gets its own :class:`ConsoleOutput`, kept per run by the module's hooks; a
+script or a test may register an instance of its own as a plugin object instead, with a rich
+``Console`` of its choosing.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class ConsoleOutput:
         self.console = console
         self.plain_every = plain_every
         self.clock = clock
-        self.trainer = None
+        self.run = None  # the RunView followed
         self.metrics: dict = {}  # the last logged step's
         self.val_loss: float | None = None
         self.progress: Progress | None = None  # drawn while training on a terminal
@@ -70,13 +71,13 @@ class ConsoleOutput:
 
     # -- what is shown ------------------------------------------------------------------------
 
-    def follow(self, trainer) -> None:
-        """Start following ``trainer``: the clock starts now, from the time the run had spent before."""
-        self.trainer = trainer
+    def follow(self, run) -> None:
+        """Start following ``run`` (a RunView): the clock starts now, from the time the run had spent before."""
+        self.run = run
         self._started = self._last_plain = self.clock()
-        self._elapsed0 = float(getattr(trainer, "elapsed", 0.0) or 0.0)
-        self._progress0 = float(trainer.progress())
-        self.val_loss = _number(getattr(trainer, "last_metrics", {}).get("val_loss"))
+        self._elapsed0 = float(run.elapsed)
+        self._progress0 = float(run.progress())
+        self.val_loss = _number(run.metrics.get("val_loss"))
         self.metrics, self._step_at, self._eta, self._ended, self._outcome = {}, None, None, None, ""
 
     def elapsed(self, now: float | None = None) -> float:
@@ -86,10 +87,10 @@ class ConsoleOutput:
         return self._elapsed0 + end - self._started
 
     def eta(self, now: float | None = None) -> float | None:
-        """Seconds left: the trainer's own estimate where it has one, else extrapolated from the
+        """Seconds left: the run's own estimate where it has one, else extrapolated from the
         steps so far; either is counted down with the wall clock until a new estimate differs."""
         now = self.clock() if now is None else now
-        value = self._trainer_eta()
+        value = self._run_eta()
         if value is None:
             value = self._extrapolated()
         if value is None:
@@ -99,12 +100,11 @@ class ConsoleOutput:
             self._eta = (value, now)
         return max(self._eta[0] - (now - self._eta[1]), 0.0)
 
-    def _trainer_eta(self) -> float | None:
-        estimate = getattr(self.trainer, "eta", None)
-        if not callable(estimate):
+    def _run_eta(self) -> float | None:
+        if self.run is None:
             return None
         try:
-            return _number(estimate())
+            return _number(self.run.eta())
         except Exception:  # noqa: BLE001 - read from the display's thread: a passing state must not kill it
             return None
 
@@ -123,9 +123,9 @@ class ConsoleOutput:
         """``training``, or ``validating`` and how far the validation has gone; at the end, how it ended."""
         if self._outcome:
             return self._outcome
-        if getattr(self.trainer, "phase", "training") != "validating":
+        if self.run is None or self.run.phase != "validating":
             return "training"
-        fraction = _number(getattr(self.trainer, "validation_fraction", None))
+        fraction = _number(self.run.validation_fraction)
         return "validating" if fraction is None else f"validating {min(fraction, 1.0):.0%}"
 
     def figures(self) -> str:
@@ -184,22 +184,21 @@ class ConsoleOutput:
     # -- hooks (an instance can be registered as a plugin object) -------------------------------
 
     @hookimpl
-    def on_train_start(self, trainer):
-        self.follow(trainer)
-        c = trainer.config
-        params = sum(p.numel() for p in trainer.model.parameters())
+    def on_train_start(self, run):
+        self.follow(run)
+        c = run.config
         budget = ", ".join(amount(v, k.rstrip("s")) for k, v in (("steps", c.steps), ("epochs", c.epochs),
                                                                   ("minutes", c.minutes)) if v)
-        resumed = f" (resuming at step {trainer.step})" if trainer.step else ""
-        self.say(f"charforge: {c.num_layers}x{c.hidden_size} {c.cell} ({params:,} parameters) on {c.corpus}: "
-                 f"{trainer.train_data.windows * trainer.train_data.chars_per_window:,} training chars, "
-                 f"{len(trainer.vocab)} distinct, {c.optimizer} lr {c.lr:g}, budget {budget}, "
-                 f"device {trainer.device}, {trainer.tuner.describe()}{resumed}")
-        self.say(f"run directory: {trainer.run_dir}")
+        resumed = f" (resuming at step {run.step})" if run.step else ""
+        self.say(f"charforge: {c.num_layers}x{c.hidden_size} {c.cell} ({run.parameters:,} parameters) on "
+                 f"{c.corpus}: {run.training_chars:,} training chars, "
+                 f"{len(run.vocab)} distinct, {c.optimizer} lr {c.lr:g}, budget {budget}, "
+                 f"device {run.device}, {run.describe_threads()}{resumed}")
+        self.say(f"run directory: {run.run_dir}")
         self._start_display()
 
     @hookimpl
-    def on_step_end(self, trainer, step, metrics):
+    def on_step_end(self, run, step, metrics):
         now = self.clock()
         self.metrics, self._step_at = dict(metrics), now
         if self.progress is not None:
@@ -209,8 +208,8 @@ class ConsoleOutput:
             self.say(f"{self.fraction():4.0%} {self.figures()} · {self.times(now)}")
 
     @hookimpl
-    def on_validation_end(self, trainer, step, metrics, sample):
-        task = getattr(trainer, "task", None)
+    def on_validation_end(self, run, step, metrics, sample):
+        task = run.task
         if "val_loss" in metrics:
             self.val_loss = _number(metrics["val_loss"])
             unit, bits = ("nats/char", "bpc") if task is None else ("nats per scored target", "bits")  # a task
@@ -223,27 +222,27 @@ class ConsoleOutput:
             self.say("  | " + line)
 
     @hookimpl
-    def on_train_end(self, trainer, reason, metrics):
+    def on_train_end(self, run, reason, metrics):
         self._stop_display("interrupted" if reason == "interrupted" else "done")
-        run = trainer.run_dir
+        where = run.run_dir
         if reason == "interrupted":
-            self.say(f"interrupted at step {trainer.step}; saved. Resume with: charforge train --resume {run}")
+            self.say(f"interrupted at step {run.step}; saved. Resume with: charforge train --resume {where}")
         else:
-            best = "" if trainer.best_val == float("inf") else f", best validation loss {trainer.best_val:.4f}"
-            text = getattr(getattr(trainer, "task", None), "text", True)  # a task of values has nothing to sample
-            then = f" Sample with: charforge sample {run}" if text else f" The run: {run}"
-            self.say(f"done ({reason}) at step {trainer.step}{best}.{then}")
+            best = "" if run.best_val_loss is None else f", best validation loss {run.best_val_loss:.4f}"
+            text = run.task is None or run.task.text  # a task of values has nothing to sample
+            then = f" Sample with: charforge sample {where}" if text else f" The run: {where}"
+            self.say(f"done ({reason}) at step {run.step}{best}.{then}")
 
     @hookimpl
-    def on_train_error(self, trainer, error):
+    def on_train_error(self, run, error):
         self._stop_display()
         if isinstance(error, KeyboardInterrupt):
-            self.say(f"stopped at once at step {trainer.step}; the last checkpoint in {trainer.run_dir} is intact.")
+            self.say(f"stopped at once at step {run.step}; the last checkpoint in {run.run_dir} is intact.")
 
 
 class StatusColumn(ProgressColumn):
-    """The share of the budget spent and, while the trainer validates, ``validating 40%``: read
-    from the trainer at every refresh."""
+    """The share of the budget spent and, while the run validates, ``validating 40%``: read
+    from the run's view at every refresh."""
 
     def __init__(self, output: ConsoleOutput):
         super().__init__(table_column=Column(no_wrap=True))
@@ -279,40 +278,36 @@ class TimesColumn(ProgressColumn):
         return Text(self.output.times(), style="cyan")
 
 
-# -- the plugin's hooks: one ConsoleOutput per trainer ------------------------------------------
+# -- the plugin's hooks: one ConsoleOutput per run ----------------------------------------------
 
-_outputs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def _output(trainer) -> ConsoleOutput | None:
-    return _outputs.get(trainer)
+_outputs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # RunView -> its output
 
 
 @hookimpl
-def on_train_start(trainer):
-    output = _outputs[trainer] = ConsoleOutput()
-    output.on_train_start(trainer)
+def on_train_start(run):
+    output = _outputs[run] = ConsoleOutput()
+    output.on_train_start(run)
 
 
 @hookimpl
-def on_step_end(trainer, step, metrics):
-    if (output := _output(trainer)) is not None:
-        output.on_step_end(trainer, step, metrics)
+def on_step_end(run, step, metrics):
+    if (output := _outputs.get(run)) is not None:
+        output.on_step_end(run, step, metrics)
 
 
 @hookimpl
-def on_validation_end(trainer, step, metrics, sample):
-    if (output := _output(trainer)) is not None:
-        output.on_validation_end(trainer, step, metrics, sample)
+def on_validation_end(run, step, metrics, sample):
+    if (output := _outputs.get(run)) is not None:
+        output.on_validation_end(run, step, metrics, sample)
 
 
 @hookimpl
-def on_train_end(trainer, reason, metrics):
-    if (output := _outputs.pop(trainer, None)) is not None:
-        output.on_train_end(trainer, reason, metrics)
+def on_train_end(run, reason, metrics):
+    if (output := _outputs.pop(run, None)) is not None:
+        output.on_train_end(run, reason, metrics)
 
 
 @hookimpl
-def on_train_error(trainer, error):
-    if (output := _outputs.pop(trainer, None)) is not None:
-        output.on_train_error(trainer, error)
+def on_train_error(run, error):
+    if (output := _outputs.pop(run, None)) is not None:
+        output.on_train_error(run, error)

@@ -34,18 +34,16 @@ class FusedCell(Cell):
         return rnn.weight_ih_l0, rnn.weight_hh_l0, None, None
 
     def step_kernel(self) -> tuple[str, tuple] | None:
-        """``(kind, (w_ih, w_hh, b_ih, b_hh))`` when :meth:`step` is exactly ``torch.<kind>_cell`` on
-        these weights, so that a fast sampler may call that op itself; None for a subclass whose
-        step differs."""
-        if type(self).step is not FusedCell.step or self.uses_time or self._cell_op not in _KERNELS:
+        """:meth:`Cell.step_kernel`: this layer's op and weights; None for a subclass whose step differs."""
+        if type(self).step is not FusedCell.step or self._cell_op not in _KERNELS:
             return None
         return _KERNELS[self._cell_op], self._weights()
 
     def stack_key(self, x: Tensor) -> tuple | None:
-        """Consecutive layers with equal keys may run as one multi-layer call (:meth:`forward_stack`);
-        None when this layer runs alone: a subclass with its own ``forward``, or off the CPU, where
-        each layer's cuDNN weights are already packed and a joint call would repack them every time."""
-        if type(self).forward is not FusedCell.forward or self.uses_time or x.device.type != "cpu":
+        """:meth:`Cell.stack_key`; None when this layer runs alone: a subclass with its own ``forward``,
+        or off the CPU, where each layer's cuDNN weights are already packed and a joint call would
+        repack them every time."""
+        if type(self).forward is not FusedCell.forward or x.device.type != "cpu":
             return None
         return (type(self), self._cell_op, self.hidden_size, self.rnn.bias)
 
