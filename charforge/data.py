@@ -8,6 +8,7 @@ absolute character index within each stream.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +62,14 @@ class Streams:
             return None
         batch = max(1, min(batch, (len(ids) - 1) // seq_len))
         return cls(ids, batch, min(seq_len, len(ids) - 1), device, "validation")
+
+    def shard(self, world) -> "Streams":
+        """The streams of one rank of a :class:`~charforge.distributed.World`: its contiguous share of them."""
+        part = copy.copy(self)
+        part.x, part.y = world.share(self.x), world.share(self.y)
+        part.batch = part.x.shape[0]
+        part._offsets = self._offsets[: part.batch]
+        return part
 
     @property
     def chars_per_window(self) -> int:

@@ -16,13 +16,15 @@ LN2 = math.log(2)
 
 @torch.no_grad()
 def evaluate(model, data: Streams, vocab_size: int, device: torch.device, windows: int | None = None,
-             sample: int | None = None, progress=None) -> tuple[dict, float | None, int]:
+             sample: int | None = None, progress=None, reduce=None) -> tuple[dict, float | None, int]:
     """(metrics, the loss of the first ``sample`` windows, windows read) of ``model`` over the first
     ``windows`` windows of ``data`` (all by default), with state carried across them.
 
     ``progress(windows done)`` is called after each window; when it returns True, evaluation
-    stops there (a periodic validation that has used its time).
+    stops there (a periodic validation that has used its time). ``reduce`` sums the totals over the
+    processes that each read a share of the streams (:meth:`charforge.distributed.World.sum`).
     """
+    reduce = reduce or (lambda t: t)
     windows = data.windows if windows is None else windows
     model.eval()
     state = model.initial_state(data.batch, device)
@@ -39,8 +41,9 @@ def evaluate(model, data: Streams, vocab_size: int, device: torch.device, window
         count += scored.sum()
         read = i + 1
         if read == sample:
-            sample_loss = float(total / count)
+            sample_loss = float(reduce(total) / reduce(count))
         if progress is not None and progress(read):
             break
+    total, correct, count = reduce(total), reduce(correct), reduce(count)
     loss, count = float(total / count), float(count)
     return ({"val_loss": loss, "val_bpc": loss / LN2, "val_accuracy": float(correct) / count}, sample_loss, read)

@@ -57,9 +57,14 @@ class RunView:
 
     @property
     def training_chars(self) -> int:
-        """Characters read in one epoch."""
+        """Characters read in one epoch, by all the processes training the run."""
         data = self._trainer.train_data
-        return data.windows * data.chars_per_window
+        return data.windows * data.chars_per_window * self._trainer.world.size
+
+    @property
+    def world_size(self) -> int:
+        """How many processes train the run together (torchrun's ranks; 1 without it)."""
+        return self._trainer.world.size
 
     @property
     def step(self) -> int:
@@ -117,8 +122,9 @@ class RunView:
         return self._trainer.tuner.threads
 
     def describe_threads(self) -> str:
-        """The threads, and whether they are tuned, in words."""
-        return self._trainer.tuner.describe()
+        """The threads (per process, when there are several), and whether they are tuned, in words."""
+        size = self._trainer.world.size
+        return self._trainer.tuner.describe() + (f" in each of {size} processes" if size > 1 else "")
 
     @property
     def stop_reason(self) -> str | None:

@@ -4,11 +4,12 @@ Read top to bottom: ``__init__`` builds data, model and optimizer (or restores t
 checkpoint), ``run`` loops over windows until the budget is spent, ``validate_and_save`` and
 ``save`` do what they say. Nothing here prints: the console output is a plugin like any other.
 :class:`Trainer` runs past 200 lines, and this module past 400 lines, on purpose: the loop, its
-bookkeeping and its checkpoints stay in one class so that the whole of training reads in one sitting; what is not the loop's
-(building the optimizer) is :mod:`charforge.optim`'s; evaluation is :mod:`charforge.evaluation`'s,
-the resume rules :mod:`charforge.resume`'s, starting from another run's weights
-:mod:`charforge.finetune`'s, signals and the divergence message
-:mod:`charforge.stopping`'s, and the tensor layout of a checkpoint :mod:`charforge.runs.checkpoint`'s.
+bookkeeping and its checkpoints stay in one class so that the whole of training reads in one
+sitting. What is not the loop's lives elsewhere: building the optimizer in :mod:`charforge.optim`,
+evaluation in :mod:`charforge.evaluation`, the resume rules in :mod:`charforge.resume`, starting
+from another run's weights in :mod:`charforge.finetune`, what several processes must agree on in
+:mod:`charforge.distributed`, signals and the divergence rule in :mod:`charforge.stopping`, and the
+tensor layout of a checkpoint in :mod:`charforge.runs.checkpoint`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from charforge.cadence import Cadence
 from charforge.config import TrainConfig
 from charforge.data import training_data
 from charforge.device import pick_device
+from charforge.distributed import World
 from charforge.evaluation import evaluate
 from charforge.errors import CharforgeError, warn
 from charforge.finetune import initialise, starting_point
@@ -42,7 +44,7 @@ from charforge.sampling.engine import BatchGenerator
 from charforge.sampling.settings import Request, Settings
 from charforge.stopping import catch_signals, divergence_message, diverged
 from charforge.tasks.task import IGNORE
-from charforge.threads import ThreadTuner
+from charforge.threads import ThreadTuner, usable_cores
 
 LN2 = math.log(2)
 VAL_SHARE = 0.03  # of the time between two validations that a periodic validation may take
@@ -78,8 +80,11 @@ class Trainer:
         if config.steps is None and config.epochs is None and config.minutes is None:
             config.minutes = TrainConfig.DEFAULT_MINUTES
         self.config = config
+        self.world = World.current()  # one process, or one rank of several (charforge.distributed)
+        writer = writer and self.world.writer
         self.device = pick_device(config.device)
-        self.tuner = ThreadTuner.for_device(self.device, config.threads)
+        self.tuner = ThreadTuner.for_device(self.device, config.threads or (
+            self.world.threads(usable_cores()) if self.world.size > 1 else 0))  # ranks keep in step: pinned
 
         base = None  # the checkpoint a fine-tuning run starts from
         if checkpoint is None and config.init_from is not None:
@@ -92,7 +97,9 @@ class Trainer:
         self.vocab, self.task, self.fingerprint = source.vocab, source.task, source.fingerprint
         if checkpoint is not None:
             same_text(checkpoint, self.vocab, self.fingerprint, config.corpus)
-        self.train_data, self.val_data = source.train, source.val
+        self.train_data, self.val_data = self.world.streams(source.train, source.val, source.task)
+        # held-out streams too few to share are read whole by every rank, each getting the same figures
+        self._val_sum = self.world.sum if self.val_data is not source.val else None
 
         for stored in (checkpoint, base):  # sizes the file does not hold never reach memory
             if stored is not None:
@@ -111,8 +118,10 @@ class Trainer:
         self.elapsed = 0.0  # seconds of training, summed over resumes
         self.best_val = math.inf
         self.last_metrics: dict = {}
-        self.state = self.model.initial_state(config.batch_size, self.device)
+        self.ddp = self.world.wrap(self.model)  # what training calls: the model, or DDP around it
+        self.state = self.model.initial_state(self.train_data.batch, self.device)
         self._stop: str | None = None
+        self._signalled = False  # a Ctrl-C or SIGTERM came: the step under way is the last
         self.outcome: str | None = None  # why the last run() ended: "budget spent", "interrupted"...
         self.phase, self.validation_fraction = "training", 0.0  # what the run does now, for progress displays
         self._final = False  # the validation under way reads all the held-out text
@@ -130,6 +139,10 @@ class Trainer:
                                         config.to_dict(), self.vocab.to_json())
         else:
             self.directory = Run(Path(runs_root) / (name or f"{source.name}-{config.cell}"), writer=False)
+        if checkpoint is None and self.world.size > 1:  # the run rank 0 created, named -2 or so if taken
+            path = self.world.broadcast_text(str(self.directory.path))
+            if not writer:
+                self.directory = Run(path, writer=False)
         self.run_dir = self.directory.path
         try:
             self.metrics = self.directory.metrics_log()
@@ -143,7 +156,7 @@ class Trainer:
     def resume(cls, target: str | Path, overrides: dict, pm=None, more: bool = False) -> "Trainer":
         """Continue a run from its latest checkpoint; ``overrides`` may change the budget, lr and such
         (``more``: a budget given counts from where the run stands, not from its start)."""
-        run = Run.of(target)
+        run = Run.of(target, writer=World.current().writer)
         if run.path.is_dir():  # first: a run another process trains gets its holder's line, and no stale step
             run.acquire()
         try:
@@ -245,10 +258,12 @@ class Trainer:
         may train the run from here on. ``run`` closes the trainer itself."""
         self.metrics.close()
         self.directory.release()
+        self.ddp = self.model  # DDP's exchange threads end with it, before the process group does
 
     def _run(self) -> dict:
         c, model = self.config, self.model
         self.metrics.write("start", step=self.step, config=c.to_dict(), vocab_size=len(self.vocab),
+                           world_size=self.world.size,
                            parameters=sum(p.numel() for p in model.parameters()),
                            windows_per_epoch=self.train_data.windows, run_dir=str(self.run_dir))
         self._hook("on_train_start")
@@ -261,12 +276,14 @@ class Trainer:
                 self.metrics.write("error", step=self.step, message=str(error) or type(error).__name__)
             except OSError:
                 pass
-            if isinstance(error, PluginFailed) and error.hook != "on_checkpoint_save":
+            # saving takes every rank: a run of several processes keeps its last checkpoint instead
+            if isinstance(error, PluginFailed) and error.hook != "on_checkpoint_save" and self.world.size == 1:
                 self._save_after(error)
             try:
                 self._hook("on_train_error", error=error)
             except PluginFailed as failed:  # must not hide the error that stopped training
                 warn(str(failed))
+            self.world.raise_if_lost(error)  # DDP's own exchange (backward) found a rank gone
             raise
         finally:
             restore_signals()
@@ -289,15 +306,15 @@ class Trainer:
         while self._stop is None:
             if self.window == data.windows:  # a new epoch starts every stream from its beginning
                 self.epoch, self.window = self.epoch + 1, 0
-                self.state = model.initial_state(c.batch_size, self.device)
+                self.state = model.initial_state(data.batch, self.device)
             elif not data.carries_state:  # a task's independent sequences: each batch starts afresh
-                self.state = model.initial_state(c.batch_size, self.device)
+                self.state = model.initial_state(data.batch, self.device)
             step_started = time.perf_counter()
             x, y, t = data.window(self.window, model.uses_time)
             lr = c.lr * self.schedule.factor(self.step, self.progress())
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            logits, state = model(x, self.state, t)
+            logits, state = self.ddp(x, self.state, t)
             loss = F.cross_entropy(logits.reshape(-1, vocab_size), y.reshape(-1))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -309,28 +326,32 @@ class Trainer:
             self.tuner.record(data.chars_per_window, now - step_started)
             loss_sum, norm_sum = loss_sum + loss.detach(), norm_sum + norm.detach()
 
-            done = self._out_of_budget()
+            done, stopping = self.world.any(self._out_of_budget(), self._stop is not None or self._signalled)
+            if stopping and self._stop is None:  # interrupted (here, or on another rank): all stop at this step
+                self._stop = "interrupted"
             if self.step % c.log_every == 0 or done or self._stop:
                 n = self.step - logged_at
-                mean = float(loss_sum) / n
+                mean = self._mean(loss_sum, n)
                 self._check_loss("training", mean)
                 scored = y != IGNORE
-                accuracy = float(((logits.detach().argmax(-1) == y) & scored).sum() / scored.sum())
+                right = ((logits.detach().argmax(-1) == y) & scored).sum()
+                hits = self.world.sum(torch.stack([right, scored.sum()]))  # over every rank's streams
+                accuracy = float(hits[0] / hits[1])
                 self.last_metrics = {
                     "step": self.step, "epoch": self.epoch + self.window / data.windows,
                     "loss": mean, "bpc": mean / LN2, "accuracy": accuracy, "lr": lr,
                     "grad_norm": float(norm_sum) / n,
-                    "chars_per_s": n * data.chars_per_window / max(now - logged_time, 1e-9),
+                    "chars_per_s": n * data.chars_per_window * self.world.size / max(now - logged_time, 1e-9),
                     "elapsed": self.elapsed, "progress": min(self.progress(), 1.0),
                     "threads": self.tuner.threads, "eta": self.eta()}
                 self.metrics.write("step", **self.last_metrics)
                 self._hook("on_step_end", step=self.step, metrics=self.last_metrics)
                 loss_sum, norm_sum, logged_at, logged_time = 0.0, 0.0, self.step, time.perf_counter()
             at = (self.step, self.elapsed, self.progress(), elapsed_before)
-            validating = bool(done or self._stop or self.evals.due(*at))
-            saving = not validating and self.saves.due(*at)
+            validating, saving = self.world.any(done or self._stop or self.evals.due(*at), self.saves.due(*at))
+            saving = saving and not validating
             if (validating or saving) and self.step > logged_at:  # no checkpoint from an unchecked loss
-                self._check_loss("training", float(loss_sum) / (self.step - logged_at))
+                self._check_loss("training", self._mean(loss_sum, self.step - logged_at))
             if validating:
                 self.validate_and_save(final=done or self._stop is not None)
                 model.train()
@@ -359,7 +380,7 @@ class Trainer:
         if self.task is not None:
             metrics.update(self.task.evaluate(self.model, self.vocab, self.device))
         sample = ""
-        if self.task is None or self.task.text:
+        if (self.task is None or self.task.text) and self.world.writer:  # the sample is rank 0's to log
             request = Request("", Settings(length=self.config.sample_length, temperature=0.8))
             engine = BatchGenerator(self.model, self.vocab, self.device, precision="float32",
                                     threads=self.tuner.threads)  # a short sample: no tuning of its own
@@ -401,11 +422,12 @@ class Trainer:
 
         def progress(done: int) -> bool:
             self.validation_fraction = done / windows
-            return budget is not None and not full and time.perf_counter() - started >= budget
+            spent = budget is not None and not full and time.perf_counter() - started >= budget
+            return self.world.any(spent)[0]  # every rank stops at the same window
 
         try:
             metrics, sample_loss, read = evaluate(self.model, data, len(self.vocab), self.device, windows,
-                                                  self.val_windows, progress)
+                                                  self.val_windows, progress, self._val_sum)
         finally:
             self.phase, self.validation_fraction, self._final = "training", 0.0, False
         self._window_seconds = (time.perf_counter() - started) / read
@@ -420,10 +442,11 @@ class Trainer:
         """Write checkpoint ``kind`` atomically; refuses (TrainingDiverged) to store NaN or inf. A process
         that does not own the run writes nothing."""
         path = self.directory.checkpoint(kind)
+        carry = [tuple(self.world.gather_rows(s) for s in layer) for layer in self.state]  # every rank's streams
         if not self.directory.writer:
             return path
         path.parent.mkdir(parents=True, exist_ok=True)  # a run resumed from a loose checkpoint file
-        tensors, layout = training_state(self.model, self.optimizer, self.state, self.device)
+        tensors, layout = training_state(self.model, self.optimizer, carry, self.device)
         bad = first_nonfinite(tensors.items())
         if bad is not None:
             raise self._diverged(f"{bad} became NaN or infinite")
@@ -443,7 +466,8 @@ class Trainer:
         restore_model(ckpt, self.model)
         restore_optimizer(ckpt, self.optimizer, self.device)
         restore_rng(ckpt, self.device)
-        self.state = restore_carry(ckpt, self.state, self.device)
+        carry = restore_carry(ckpt, self.model.initial_state(self.config.batch_size, self.device), self.device)
+        self.state = [tuple(self.world.share(s) for s in layer) for layer in carry]  # this rank's streams
         self.step, self.epoch, self.window = meta["step"], meta.get("epoch", 0), meta.get("window", 0)
         if self.window > self.train_data.windows:
             raise CharforgeError(f"the corpus {self.config.corpus!r} is shorter than when this run started; "
@@ -463,10 +487,15 @@ class Trainer:
             warn(f"after {failed.plugin!r} failed, the run could not be saved at step {self.step}: {exc}")
 
     def _interrupted(self) -> None:
-        """First Ctrl-C or SIGTERM: stop after this step and save; a second Ctrl-C: stop at once."""
-        if self._stop == "interrupted":
+        """First Ctrl-C or SIGTERM: stop after this step and save (the loop reads the flag at one point of
+        each step, so that every rank of several stops at the same one); a second Ctrl-C: stop at once."""
+        if self._signalled:
             raise KeyboardInterrupt
-        self._stop = "interrupted"
+        self._signalled = True
+
+    def _mean(self, loss_sum, steps: int) -> float:
+        """The training loss of the last ``steps`` steps, over every rank's streams (their shares are equal)."""
+        return float(self.world.sum(loss_sum)) / (steps * self.world.size)
 
     def _check_loss(self, which: str, loss: float) -> None:
         """A loss that counts as divergence (:func:`charforge.stopping.diverged`) ends training unsaved."""

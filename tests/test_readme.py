@@ -22,18 +22,19 @@ def _python_block(marker: str) -> str:
 
 def test_readme_cell_plugin_trains_and_samples(tmp_path):
     module = types.ModuleType("readme_cells")
-    exec(compile(_python_block("class MinimalGatedCell"), "README.md", "exec"), module.__dict__)
+    exec(compile(_python_block("class TanhCell"), "README.md", "exec"), module.__dict__)
     pm = make_plugin_manager(extra=[module], block=["console"])
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("the cat sat on the mat. " * 40)
-    config = TrainConfig(corpus=str(corpus), cell="mgu", hidden_size=16, batch_size=2, seq_len=16,
+    config = TrainConfig(corpus=str(corpus), cell="tanh-rnn", hidden_size=16, batch_size=2, seq_len=16,
                          steps=6, eval_every=3, sample_length=20, threads=1)
     trainer = Trainer(config, pm=pm, runs_root=tmp_path / "runs")
-    first = trainer.model.layers[0].gate.weight.detach().clone()
+    first = trainer.model.layers[0].linear.weight.detach().clone()
     metrics = trainer.run()
     assert trainer.step == 6
-    assert metrics["loss"] > 0 and not torch.equal(first, trainer.model.layers[0].gate.weight)
+    assert metrics["loss"] > 0 and not torch.equal(first, trainer.model.layers[0].linear.weight)
     assert (trainer.run_dir / "checkpoints" / "best.safetensors").exists()
+    module.test_tanh_cell()  # the README's own test of it, on the kit
 
 
 def test_ci_runs_the_readme_test_command():

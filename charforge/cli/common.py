@@ -19,10 +19,18 @@ class Group(click.Group):
         except click.BadParameter as exc:  # a bad value (--steps nan) reads as any other charforge error
             raise click.ClickException(exc.format_message()) from None
         except CharforgeError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(_rank() + str(exc)) from None
         except OSError as exc:  # a file that cannot be read or written (permissions, full disk): one line too
             where = f"{exc.filename}: " if exc.filename else ""
-            raise click.ClickException(f"{where}{exc.strerror or exc}.") from None
+            raise click.ClickException(f"{_rank()}{where}{exc.strerror or exc}.") from None
+
+
+def _rank() -> str:
+    """``rank N: `` in a process of several that torchrun started (its error names it), else nothing."""
+    from charforge.distributed import launched
+
+    rank, size = launched()
+    return f"rank {rank}: " if size > 1 else ""
 
 
 def registry(block=()):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from charforge.cli import compare, listing, sample, tasks, train
@@ -32,4 +34,9 @@ def main() -> None:
     from charforge.stopping import quit_on_sigterm
 
     quit_on_sigterm()
-    cli(prog_name="charforge")
+    try:
+        cli(prog_name="charforge")
+    except SystemExit as done:
+        if "charforge.distributed" in sys.modules:  # a rank of several: leave without the teardown
+            sys.modules["charforge.distributed"].leave_at_once(done.code)
+        raise

@@ -96,10 +96,21 @@ TRAIN_PARAMS: list[click.Option] = click.command()(_train_options(lambda **optio
                                            "stands (--minutes 5 --more: five more minutes).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output (blocks the console plugin).")
 @click.option("--tui", is_flag=True, help="Watch it in the terminal UI: p pause, s stop and save, n sample now.")
+@click.option("--nproc", type=click.IntRange(1), help="Train in N processes on this machine, each on its share of "
+                                                       "the batch's streams (torchrun, DistributedDataParallel).")
 @click.pass_context
-def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
+def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, nproc, **options):
     """Train a model on CORPUS: a text file, a folder, a glob, a named corpus (`charforge corpora`), or a
     task (`charforge tasks`)."""
+    from charforge.distributed import launched
+
+    if nproc and nproc > 1 and tui:
+        raise click.UsageError("--tui watches one process; with --nproc, watch the run from another terminal "
+                               "(charforge watch RUN).")
+    if nproc and nproc > 1 and launched()[1] == 1:
+        from charforge.cli.launch import torchrun
+
+        ctx.exit(torchrun(nproc))
     if tui:
         from charforge.tui import commands
 
@@ -108,7 +119,7 @@ def train(ctx, corpus, name, runs_dir, resume, more, quiet, tui, **options):
     from charforge.trainer import Trainer
 
     overrides = config_fields(options)
-    pm = make_plugin_manager(block=["console"] if quiet else ())
+    pm = make_plugin_manager(block=["console"] if quiet or launched()[0] else ())  # one rank prints
     if more and not resume:
         raise click.UsageError("--more adds to the budget of a run you --resume.")
     if resume and options.get("init_from"):
