@@ -29,7 +29,6 @@ from charforge.runs.directory import Run
 from charforge.runs.files import atomic_write
 from charforge.cli import cli
 from charforge.config import TrainConfig
-from charforge.errors import CharforgeError
 from charforge.hookspecs import hookimpl
 from charforge.plugins import Registry, make_plugin_manager
 from charforge.trainer import Trainer, TrainingDiverged

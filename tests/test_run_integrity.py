@@ -5,7 +5,6 @@ another; a diverged run keeps its good checkpoint; fine-tuning starts a new run 
 from __future__ import annotations
 
 import errno
-import json
 import os
 import signal
 import subprocess

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
