@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from charforge.errors import CharforgeError
+from charforge.errors import CharforgeError, shown
 
 SCHEDULES = ("constant", "step", "cosine")
 CLIP_MODES = ("norm", "value", "none")
@@ -157,5 +157,5 @@ def _check_type(name: str, value: Any, kind: type) -> None:
     if kind is dict and ok:
         ok = all(isinstance(k, str) for k in value)
     if not ok:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-        raise CharforgeError(f"configuration field {name!r} should be of type {kind.__name__}, not {shown}.")
+        raise CharforgeError(f"configuration field {name!r} should be of type {kind.__name__}, "
+                             f"not {shown(value, 40)}.")

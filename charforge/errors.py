@@ -1,5 +1,5 @@
-"""The one exception type charforge shows to users as a single line, without a traceback, and the
-one way it warns."""
+"""The one exception type charforge shows to users as a single line, without a traceback, the one
+way it warns, and how its messages quote a value."""
 
 import difflib
 import sys
@@ -20,3 +20,12 @@ def unknown_name(kind: str, name: str, known) -> CharforgeError:
 def warn(message: str) -> None:
     """One line on stderr, even for an exception whose message spans several (pluggy's do)."""
     print(f"charforge: warning: {' '.join(message.split())}", file=sys.stderr)
+
+
+def shown(value, width: int = 60) -> str:
+    """A value as an error message quotes it: its repr, cut to ``width`` (a hostile value may be huge)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to print
+        return "an integer of thousands of digits"
+    return text if len(text) <= width else text[:width - 3] + "..."

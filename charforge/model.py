@@ -127,15 +127,22 @@ def check_memory(config, vocab_size: int, cell: type[Cell], options: dict, input
 
 
 def _layer_bytes(cell: type[Cell], input_size: int, hidden_size: int, options: dict) -> int:
-    """The bytes of one layer's parameters and buffers, built on the meta device (shapes, no data)."""
+    """The bytes of one layer's parameters and buffers (0 for a cell that cannot be built on meta)."""
+    layer = meta_layer(cell, input_size, hidden_size, options)
+    return 0 if layer is None else sum(t.numel() * t.element_size() for t in (*layer.parameters(), *layer.buffers()))
+
+
+def meta_layer(cell: type[Cell], input_size: int, hidden_size: int, options: dict) -> Cell | None:
+    """One layer built on the meta device (shapes, no data), to count or compare before anything is
+    allocated; None for a plugin cell that reads values as it builds. An option out of its bounds
+    raises the same line the real build would."""
     try:
         with torch.device("meta"):
-            layer = cell(input_size, hidden_size, **options)
-    except CharforgeError:  # an option out of its bounds: the same line as the real build would give
+            return cell(input_size, hidden_size, **options)
+    except CharforgeError:
         raise
-    except Exception:  # a plugin cell that reads values as it builds cannot be counted: a lower bound without it
-        return 0
-    return sum(t.numel() * t.element_size() for t in (*layer.parameters(), *layer.buffers()))
+    except Exception:
+        return None
 
 
 def available_memory() -> int | None:

@@ -11,9 +11,9 @@ import sys
 from dataclasses import replace
 from typing import BinaryIO, Iterable, Iterator, Sequence
 
-from charforge.errors import CharforgeError
+from charforge.errors import CharforgeError, shown
 from charforge.sampling.settings import (MAX_PROMPT_CHARS, Budget, Request, Sample, Settings, check_seed, expand,
-                                         parse_temperatures, shown)
+                                         parse_temperatures)
 
 PROMPT_KEYS = {"prompt", "temperature", "length", "top_k", "top_p", "greedy", "num_samples", "seed", "stop",
                "beam"}

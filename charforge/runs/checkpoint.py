@@ -255,6 +255,7 @@ def check_fits(ckpt: Checkpoint, registry, input_size=None) -> None:
     the meta device (shapes, no data) and compared with the file's; the embedding and the read-out
     were compared when the file was validated. ``input_size``: a task's, as
     :func:`~charforge.model.build_model` takes it."""
+    from charforge.model import meta_layer
     from charforge.options import resolve_options
 
     def fail(message: str):
@@ -265,12 +266,11 @@ def check_fits(ckpt: Checkpoint, registry, input_size=None) -> None:
     width = input_size(cell.uses_time) if input_size else config.embedding_dim or len(ckpt.vocab)  # as CharModel
     try:
         options = resolve_options(f"cell {config.cell!r}", cell.options, config.cell_options)
-        with torch.device("meta"):
-            layers = [cell(width if i == 0 else config.hidden_size, config.hidden_size, **options)
-                      for i in range(config.num_layers)]
+        layers = [meta_layer(cell, width if i == 0 else config.hidden_size, config.hidden_size, options)
+                  for i in range(config.num_layers)]
     except CharforgeError as exc:  # an option out of its bounds, say
         fail(str(exc))
-    except Exception:  # a plugin cell that reads values as it builds: restore_model checks after the build
+    if None in layers:  # a plugin cell that reads values as it builds: restore_model checks after the build
         return
     for i, layer in enumerate(layers):
         prefix = f"{MODEL}.layers.{i}."

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from charforge.cell import State
-from charforge.errors import CharforgeError
+from charforge.errors import CharforgeError, shown
 from charforge.model import CharModel
 from charforge.runs.checkpoint import Checkpoint
 from charforge.sampling.beam import beam_search, chunks_by_width
@@ -44,7 +44,7 @@ from charforge.sampling.fastpath import FastWeights, check_precision, compiled_f
 from charforge.sampling.picking import Picker
 from charforge.sampling.priming import cat, prime, select
 from charforge.sampling.randomness import random_seed, row_seed, uniforms
-from charforge.sampling.settings import Budget, Request, Sample, Settings, check_seed, shown
+from charforge.sampling.settings import Budget, Request, Sample, Settings, check_seed
 from charforge.sampling.stops import cut_at_stop, first_stop, prefix_overlap
 from charforge.threads import ThreadTuner
 from charforge.vocab import Vocab

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
-from charforge.errors import CharforgeError
+from charforge.errors import CharforgeError, shown
 
 # What one request, and one call of generation (``generate``, ``sample -n``, the API's generate), may
 # ask for: far beyond ordinary use, and within memory, since a call holds its requests and samples
@@ -85,15 +85,6 @@ class Settings:
         out = asdict(self)
         out["stop"] = list(self.stop)
         return out
-
-
-def shown(value: Any) -> str:
-    """A value as an error message quotes it: its repr, cut short (a hostile value may be huge)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an integer too long to print
-        return "an integer of thousands of digits"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_text(text: Any, what: str) -> str:
