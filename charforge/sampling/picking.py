@@ -15,6 +15,7 @@ from charforge.sampling.settings import Settings
 
 _NO_TOP_P = 2.0  # a top-p that never drops anything, for rows without nucleus sampling
 _MAX_TEMPERATURE = float(torch.finfo(torch.float32).max)
+_MIN_TEMPERATURE = float(torch.finfo(torch.float32).tiny)  # below it a float32 temperature rounds to 0, and 0/0 is NaN
 
 
 def choose_rows(logits: Tensor, u: Tensor, temps: Optional[Tensor], kth: Optional[Tensor],
@@ -61,8 +62,10 @@ class Picker:
         greedy = [s.is_greedy for s in settings]
         self.all_greedy = all(greedy)
         self.greedy = torch.tensor(greedy, device=device) if any(greedy) and not self.all_greedy else None
-        # a temperature beyond float32's range (even inf) means uniform over what top-k and top-p keep
-        temps = [1.0 if g else min(float(s.temperature), _MAX_TEMPERATURE) for s, g in zip(settings, greedy)]
+        # a temperature beyond float32's range (even inf) means uniform over what top-k and top-p keep; one
+        # too small for float32 is its smallest, which already leaves the most likely character alone
+        temps = [1.0 if g else min(max(float(s.temperature), _MIN_TEMPERATURE), _MAX_TEMPERATURE)
+                 for s, g in zip(settings, greedy)]
         self.temps = torch.tensor([[t] for t in temps], device=device) if any(t != 1 for t in temps) else None
         ks = [s.top_k if 0 < s.top_k < vocab_size else vocab_size for s in settings]
         self.kth = torch.tensor([[k - 1] for k in ks], device=device) if any(k < vocab_size for k in ks) else None
