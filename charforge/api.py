@@ -6,6 +6,7 @@
 >>> for char in model.stream("class ", length=100):             # doctest: +SKIP
 ...     print(char, end="", flush=True)
 >>> model.score("import os\\n").bits_per_char                   # doctest: +SKIP
+>>> model.inspect('print("hi")').unit(0, 17, "c")              # doctest: +SKIP
 >>> charforge.train("corpus.txt", steps=1000, hidden_size=256)  # doctest: +SKIP
 
 Everything here is imported lazily by ``charforge.__getattr__``, so ``import charforge`` stays
@@ -25,6 +26,7 @@ import torch
 from charforge.config import TrainConfig
 from charforge.device import pick_device
 from charforge.errors import CharforgeError, unknown_name
+from charforge.inspection.extract import WINDOW, Inspection, inspect_model
 from charforge.model import CharModel
 from charforge.runs.checkpoint import Checkpoint
 from charforge.sampling.engine import BatchGenerator
@@ -33,7 +35,6 @@ from charforge.sampling.settings import Request, Sample, Settings, check_text, e
 from charforge.vocab import Vocab
 
 LN2 = math.log(2)
-_SCORE_WINDOW = 4096  # characters per forward pass when scoring long texts
 
 
 class Score(NamedTuple):
@@ -219,8 +220,8 @@ class Model:
         inputs, targets = ids[:-1], ids[1:]
         state = model.initial_state(1, dev)
         total = 0.0
-        for start in range(0, len(inputs), _SCORE_WINDOW):
-            x = inputs[start:start + _SCORE_WINDOW]
+        for start in range(0, len(inputs), WINDOW):
+            x = inputs[start:start + WINDOW]
             t = (torch.arange(start, start + len(x), dtype=torch.float64, device=dev).unsqueeze(0)
                  if model.uses_time else None)
             logits, state = model(x.unsqueeze(0), state, t)
@@ -229,6 +230,15 @@ class Model:
             skip = max(0, first - 1 - start)  # targets before the first scored character
             total += float(picked[skip:].to("cpu", torch.float64).sum())  # summed in double precision
         return Score(total, len(ids) - first)
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def inspect(self, text: str, top: int = 5) -> Inspection:
+        """What the model computes on ``text``, position by position, in float32: each character's
+        loss, the ``top`` predictions before it, every layer's states and gates and a time cell's
+        clock (an :class:`~charforge.inspection.extract.Inspection`). As with ``score(text,
+        prompt="")``, the text starts after a line break, so every character is scored."""
+        return inspect_model(self.model, self.vocab, text, self.device, top)
 
 
 def _prompts(prompts: Any) -> list:

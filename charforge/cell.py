@@ -14,6 +14,10 @@ Two fast paths are opt-in, each an optional method whose default declines it:
 in training and scoring) and :meth:`Cell.step_kernel` (generation's compiled loop, and its
 8-bit products). Whatever a cell declares must compute what its ``step`` computes;
 :func:`charforge.testing.check_cell` checks that it does.
+
+For ``charforge inspect``, :meth:`Cell.inspect` runs a sequence and names what the layer computed at
+every step (its state by ``state_names``; the built-ins add their gates), and :meth:`Cell.clock`
+gives a time cell's learned clock; both have defaults, so any cell can be inspected.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class Cell(nn.Module):
     help: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     state_count: ClassVar[int] = 1  # how many (batch, hidden) tensors the state holds
+    state_names: ClassVar[tuple[str, ...]] = ("h",)  # what inspection calls them, in order (h first)
     uses_time: ClassVar[bool] = False
 
     def __init__(self, input_size: int, hidden_size: int):
@@ -95,4 +100,29 @@ class Cell(nn.Module):
         same kind (and whose cell has no ``uses_time``) then generates through charforge's compiled
         loop (:mod:`charforge.sampling.fastpath`) and, but for ``rnn_relu`` (an unbounded state), may
         use its 8-bit products, which assume every state fed forward lies within (-1, 1)."""
+        return None
+
+    def inspect(self, x: Tensor, state: State, t: Tensor | None = None
+                ) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """:meth:`forward`'s result, and the layer's named traces at every step, (batch, steps,
+        hidden) each: the state after each step by ``state_names`` (a state past them by its
+        index), ``gate.<g>`` for a gate's values in [0, 1] and ``time.k`` for a time gate. The
+        default steps through :meth:`step` and records the state; a cell overrides it to add its
+        gates, or to use its fast kernel, and must then compute what its ``step`` computes."""
+        names = [self.state_names[i] if i < len(self.state_names) else f"state{i}" for i in range(self.state_count)]
+        outputs, kept = [], [[] for _ in names]
+        for i in range(x.shape[1]):
+            h, state = self.step(x[:, i], state, None if t is None else t[:, i])
+            outputs.append(h)
+            for values, s in zip(kept, state):
+                values.append(s)
+        if not outputs:
+            empty = x.new_zeros(x.shape[0], 0, self.hidden_size)
+            return empty, state, {name: empty for name in names}
+        return (torch.stack(outputs, dim=1), state,
+                {name: torch.stack(values, dim=1) for name, values in zip(names, kept)})
+
+    def clock(self) -> dict[str, Tensor] | None:
+        """A time cell's learned clock, (hidden,) per name (the Phased LSTM's ``period``,
+        ``open_ratio`` and ``shift``), for inspection; None (the default) for a cell without one."""
         return None

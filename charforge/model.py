@@ -74,6 +74,19 @@ class CharModel(nn.Module):
             new_state.append(s)
         return self.head(x), new_state
 
+    def inspect(self, tokens: Tensor, state: list[State], t: Tensor | None = None
+                ) -> tuple[Tensor, list[State], list[dict[str, Tensor]]]:
+        """:meth:`forward` layer by layer through each cell's :meth:`~charforge.cell.Cell.inspect`:
+        the logits, the new state and every layer's named traces (batch, steps, hidden)."""
+        x = self._inputs(tokens)
+        new_state, traces = [], []
+        for layer, s in zip(self.layers, state):
+            x, s, named = layer.inspect(x, s, t)
+            x = self.drop(x)
+            new_state.append(s)
+            traces.append(named)
+        return self.head(x), new_state, traces
+
 
 def detach_state(state: list[State]) -> list[State]:
     return [tuple(s.detach() for s in layer) for layer in state]

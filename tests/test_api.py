@@ -137,7 +137,7 @@ def test_score_is_the_model_s_log_likelihood(run, monkeypatch):
     head, tail = text[:20], text[20:]
     assert model.score(head).log_likelihood + model.score(tail, prompt=head).log_likelihood == \
         pytest.approx(expected, rel=1e-5)
-    monkeypatch.setattr(api, "_SCORE_WINDOW", 7)  # long texts are scored window by window, state carried
+    monkeypatch.setattr(api, "WINDOW", 7)  # long texts are scored window by window, state carried
     assert model.score(text).log_likelihood == pytest.approx(expected, rel=1e-5)
     assert model.score("I") == charforge.Score(0.0, 0) and model.score("").chars == 0
     assert model.score("t", prompt="").chars == 1

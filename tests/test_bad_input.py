@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import pickle
 import subprocess
 import sys
@@ -99,7 +100,9 @@ def files(tmp_path_factory) -> dict[str, str]:
     f["tail"] = root / "tail.safetensors"
     f["tail"].write_bytes(data[:-7])
     f["random"] = root / "random.safetensors"
-    f["random"].write_bytes(b"\x13" + os.urandom(2999))  # not 0x80: that would look like a pickle
+    noise = b"\x13" + random.Random(0).randbytes(2999)  # not 0x80 first: that would look like a pickle
+    assert noise[8:9] != b"{"  # nor a header's opening brace after its length: that reads as a truncated file
+    f["random"].write_bytes(noise)
     flipped = bytearray(data)
     flipped[8] ^= 0xFF  # the opening brace of the JSON header
     f["flipped"] = root / "flipped.safetensors"

@@ -146,6 +146,25 @@ class WindowCell(TinyCell):
         return super().forward(x, tuple(s * 0 for s in state) if x.shape[1] < 6 else state, t)
 
 
+class UngatedCell(TinyCell):
+    """Reports a gate that is not a gate's value."""
+
+    name = "kit-ungated"
+
+    def inspect(self, x, state, t=None):
+        out, final, traces = super().inspect(x, state, t)
+        return out, final, {**traces, "gate.u": traces["h"] * 2}
+
+
+class ForgetfulInspectCell(TinyCell):
+    """Its inspection starts from zeros, not from the state it is handed."""
+
+    name = "kit-forgetful-inspect"
+
+    def inspect(self, x, state, t=None):
+        return super().inspect(x, tuple(torch.zeros_like(s) for s in state), t)
+
+
 @pytest.mark.parametrize("cell, prop, numbers", [
     pytest.param(DisagreeingCell, "step and forward agree", "differs by up to 0.001", id="forward"),
     pytest.param(WrongStateCell, "shapes", "state_count = 2", id="state-shape"),
@@ -154,6 +173,8 @@ class WindowCell(TinyCell):
     pytest.param(SeedlessCell, "deterministic under a seed", "differ in linear.weight", id="seed"),
     pytest.param(ClocklessCell, "timestamps honoured", "does not change", id="time"),
     pytest.param(WindowCell, "state carried across windows", "differs by up to", id="carry"),
+    pytest.param(UngatedCell, "inspection", "'gate.u' leaves [0, 1]", id="gate-range"),
+    pytest.param(ForgetfulInspectCell, "inspection", "the output differs by up to", id="inspect-state"),
 ])
 def test_a_broken_cell_fails_naming_the_property(cell, prop, numbers):
     with pytest.raises(ContractError) as info:

@@ -55,3 +55,20 @@ def test_sampling_screen(snap_compare, tmp_path):
 
     app = CharforgeApp(lambda: SampleScreen(models, Settings(temperature=0.8, length=90), seed=2))
     assert snap_compare(app, terminal_size=(100, 28), run_before=two_samples)
+
+
+def test_inspect_screen(snap_compare, tmp_path):
+    from charforge.tui.screens.inspect import InspectScreen
+    from tui_fakes import InspectingModels
+
+    text = 'def main(argv):\n    """Run the "tool" on (argv[1:])."""\n    return run(argv[1:], quiet=True)\n'
+
+    async def on_a_unit(pilot):
+        while pilot.app.screen.result is None:
+            await pilot.pause(0.02)
+        pilot.app.screen.query_one("#inspect-source").cursor_blink = False
+        await pilot.press("right", "right", "right", "right", "down", "down")
+        await _settle(pilot)
+
+    app = CharforgeApp(lambda: InspectScreen(InspectingModels(tmp_path), text))
+    assert snap_compare(app, terminal_size=(100, 30), run_before=on_a_unit)

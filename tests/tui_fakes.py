@@ -112,3 +112,53 @@ class FakeModels:
     def load(self, choice: str) -> FakeModel:
         self.loaded.append(choice)
         return FakeModel(f"{choice} · step 500", self.text, self.delay, self.gate)
+
+
+def fake_inspection(text: str, hidden: int = 8, seed: int = 0):
+    """A hand-built Inspection of ``text`` shaped like an LSTM layer's, its figures random from ``seed``."""
+    import torch
+
+    from charforge.inspection.extract import Inspection
+
+    chars = sorted(set(text) | set("abc \n"))
+    g = torch.Generator().manual_seed(seed)
+    n, k = len(text), 5
+    ids = torch.tensor([chars.index(c) for c in text], dtype=torch.long)
+    top_ids = torch.rand(n, len(chars), generator=g).argsort(1)[:, :k]
+    top_probs = torch.rand(n, k, generator=g).softmax(1).sort(1, descending=True).values
+    traces = {"0.h": torch.randn(n, hidden, generator=g).tanh(), "0.c": 2 * torch.randn(n, hidden, generator=g),
+              "0.gate.i": torch.rand(n, hidden, generator=g)}
+    return Inspection(text, chars, ids, 6 * torch.rand(n, generator=g), top_ids, top_probs, traces)
+
+
+class InspectingModel(FakeModel):
+    """A fake model that also inspects: ``fake_inspection`` of what it knows, or ``error``."""
+
+    def __init__(self, name: str, text: str, alphabet: str | None = None, error: Exception | None = None):
+        super().__init__(name, text)
+        self.alphabet, self.error = alphabet, error
+        self.inspected: list[str] = []
+
+    def known(self, prompt: str) -> str:
+        return prompt if self.alphabet is None else "".join(c for c in prompt if c in self.alphabet)
+
+    def inspect(self, text: str):
+        self.inspected.append(text)
+        if self.error is not None:
+            raise self.error
+        return fake_inspection(text)
+
+
+class InspectingModels(FakeModels):
+    """FakeModels whose models inspect (see ``InspectingModel``); ``models`` keeps those loaded."""
+
+    def __init__(self, save_dir: str | Path = "samples", alphabet: str | None = None,
+                 error: Exception | None = None, **kwargs):
+        super().__init__(save_dir, **kwargs)
+        self.alphabet, self.error = alphabet, error
+        self.models: list[InspectingModel] = []
+
+    def load(self, choice: str) -> InspectingModel:
+        self.loaded.append(choice)
+        self.models.append(InspectingModel(f"{choice} · step 500", self.text, self.alphabet, self.error))
+        return self.models[-1]

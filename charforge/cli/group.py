@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from charforge.cli import compare, listing, sample, tasks, train
+from charforge.cli import compare, inspect, listing, sample, tasks, train
 from charforge.cli.common import Group
 from charforge.version import __version__
 
@@ -20,13 +20,15 @@ def cli():
     charforge train corpus.txt        train on your own text (a file, folder or glob)
     charforge sample runs/corpus-lstm  sample from the trained model
     charforge watch runs/corpus-lstm   follow a run in the terminal UI (also: train/sample --tui)
+    charforge inspect runs/corpus-lstm file.txt --find   surprisal, and the units that track quotes...
     charforge compare faith --cell rnn,lstm --hidden-size 8,16   a grid of runs, a table, plots
     charforge cells / optimizers / tasks   what the installed plugins provide
     """
 
 
-for command in (train.train, compare.compare, sample.sample, train.watch, sample.generate, listing.plugins, listing.cells,
-                listing.optimizers, listing.corpora, listing.tasks, tasks.frequency_task):
+for command in (train.train, compare.compare, sample.sample, train.watch, sample.generate, inspect.inspect,
+                listing.plugins, listing.cells, listing.optimizers, listing.corpora, listing.tasks,
+                tasks.frequency_task):
     cli.add_command(command)
 
 

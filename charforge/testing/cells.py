@@ -25,8 +25,8 @@ def check_cell(cell_class, **options) -> None:
     command line gives); raise :class:`ContractError` naming the first property that fails. In
     order: declaration, options round-trip, shapes, state in and out, step and forward agree,
     step and forward_stack agree, step and step_kernel agree, state carried across windows,
-    deterministic under a seed, timestamps honoured, resume from a checkpoint, sampling, and
-    step_kernel serves generation. A second or two: it trains tiny runs."""
+    deterministic under a seed, timestamps honoured, inspection (``inspect`` and ``clock``), resume
+    from a checkpoint, sampling, and step_kernel serves generation. A second or two: it trains tiny runs."""
     import torch
 
     from charforge.cell import Cell
@@ -59,6 +59,7 @@ def check_cell(cell_class, **options) -> None:
     _check_seed(build, x, state, t)
     if cell_class.uses_time:
         _check_time(cell, x, state, t)
+    _check_inspect(cell, x, state, t)
     managers = managers_for("cell", cell_class)
     with tempfile.TemporaryDirectory(prefix="charforge-check-") as tmp:
         run_dir, config = train_and_resume({"cell": cell_class.name, "cell_options": dict(options)}, managers,
@@ -252,6 +253,39 @@ def _check_carry(cell, x, state, t) -> None:
     close(prop, "the second window's output", second, out[:, cut:])
     for i, (a, b) in enumerate(zip(end, final)):
         close(prop, f"state[{i}]", a, b)
+    cell.train()
+
+
+def _check_inspect(cell, x, state, t) -> None:
+    """``inspect`` computes what ``forward`` and the step loop compute, and its traces are what
+    inspection expects: the state by ``state_names``, (batch, steps, hidden) each, gates in [0, 1]."""
+    import torch
+
+    prop = "inspection"
+    cell.eval()
+    with torch.no_grad():
+        out, final, traces = cell.inspect(x, state, t)
+        want_out, want_final = cell(x, state, t)
+        close(prop, "the output", out, want_out)
+        for i, (a, b) in enumerate(zip(final, want_final)):
+            close(prop, f"state[{i}]", a, b)
+        states, s = [], state
+        for i in range(x.shape[1]):
+            s = cell.step(x[:, i], s, None if t is None else t[:, i])[1]
+            states.append(s)
+        for i, name in enumerate(cell.state_names[:cell.state_count]):
+            if name not in traces:
+                fail(prop, f"inspect returns no trace {name!r} (state_names {cell.state_names!r})")
+            close(prop, f"the trace {name!r}", traces[name], torch.stack([s[i] for s in states], dim=1))
+        for name, values in traces.items():
+            if tuple(values.shape) != (BATCH, STEPS, HIDDEN):
+                fail(prop, f"the trace {name!r} has shape {tuple(values.shape)}, not {(BATCH, STEPS, HIDDEN)}")
+            if name.startswith("gate.") and not bool(((values >= 0) & (values <= 1)).all()):
+                fail(prop, f"the gate trace {name!r} leaves [0, 1]")
+        clock = cell.clock()
+        for name, values in (clock or {}).items():
+            if tuple(values.shape) != (HIDDEN,):
+                fail(prop, f"clock()[{name!r}] has shape {tuple(values.shape)}, not ({HIDDEN},)")
     cell.train()
 
 

@@ -102,3 +102,12 @@ def sample(target: str, which: str, device: str, prompt: str, settings, seed: in
     models = CheckpointModels(target, device=device, which=which, precision=precision)
     start = replace(settings, temperature=0.0 if settings.greedy else settings.temperature, greedy=False)
     run_app(lambda: SampleScreen(models, start, prompt, seed))
+
+
+def inspect(target: str, which: str, device: str, text: str) -> None:
+    """``charforge inspect RUN TEXT --tui``: the inspect screen on this text, editable there."""
+    from charforge.tui.models import CheckpointModels
+    from charforge.tui.screens.inspect import InspectScreen
+
+    models = CheckpointModels(target, device=device, which=which)
+    run_app(lambda: InspectScreen(models, text))

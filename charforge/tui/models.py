@@ -36,6 +36,13 @@ class LoadedModel:
         index = self.engine.vocab.index
         return "".join(c for c in prompt if c in index)
 
+    def inspect(self, text: str):
+        """The model's :class:`~charforge.inspection.extract.Inspection` of ``text``, on its float32
+        forward (every character must be one the model knows: pass ``known(text)``)."""
+        from charforge.inspection.extract import inspect_model
+
+        return inspect_model(self.engine.model, self.engine.vocab, text, self.engine.device)
+
 
 class CheckpointModels:
     """The checkpoints of a run directory (best, latest, step-N), or one checkpoint file."""

@@ -5,11 +5,14 @@ steps run through the matching ``torch.*_cell`` op on the very same weights, so 
 paths compute the same function. On the CPU, a stack of identical fused layers runs as one
 multi-layer call of the same kernel (:meth:`FusedCell.forward_stack`), as one ``nn.LSTM(...,
 num_layers=N)`` would: each layer keeps its own parameters, and the result is the same.
+Inspection (:meth:`FusedCell.inspect`) runs the same kernel and recomputes the gates from its
+outputs in a few matrix products, so that only an LSTM's cell state needs a loop over steps.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, _VF, nn
 
 from charforge.cell import Cell, State
@@ -76,3 +79,29 @@ class FusedCell(Cell):
             return h, (h, c)
         h = self._cell_op(x, state[0], *self._weights())
         return h, (h,)
+
+    def inspect(self, x: Tensor, state: State, t: Tensor | None = None
+                ) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """:meth:`Cell.inspect` from the fused kernel's outputs: each step's gates follow from its
+        input and the previous output, all steps at once; an LSTM's c is the one recurrence left."""
+        if type(self).step is not FusedCell.step or self._cell_op not in _KERNELS:
+            return super().inspect(x, state, t)
+        out, final = self(x, state)
+        w_ih, w_hh, b_ih, b_hh = self._weights()
+        previous = torch.cat([state[0].unsqueeze(1), out[:, :-1]], dim=1)
+        from_x, from_h = F.linear(x, w_ih, b_ih), F.linear(previous, w_hh, b_hh)
+        kind = _KERNELS[self._cell_op]
+        if kind == "lstm":  # gates i, f, g, o
+            i, f, g, o = (from_x + from_h).chunk(4, dim=-1)
+            i, f, o = i.sigmoid(), f.sigmoid(), o.sigmoid()
+            written = i * g.tanh()
+            c, cs = state[1], []
+            for step in range(x.shape[1]):
+                c = torch.addcmul(written[:, step], f[:, step], c)
+                cs.append(c)
+            cs = torch.stack(cs, dim=1) if cs else torch.empty_like(out)
+            return out, final, {"h": out, "c": cs, "gate.i": i, "gate.f": f, "gate.o": o}
+        if kind == "gru":  # gates r, z (and the candidate n)
+            r, z = (from_x[..., :2 * self.hidden_size] + from_h[..., :2 * self.hidden_size]).sigmoid().chunk(2, dim=-1)
+            return out, final, {"h": out, "gate.r": r, "gate.z": z}
+        return out, final, {"h": out}

@@ -17,6 +17,7 @@ class LSTMCell(FusedCell):
     help = "Long short-term memory, fused kernels for training, forget-gate bias 1 (Jozefowicz et al. 2015)."
     options = {"forget_bias": Option(1.0, "initial forget-gate bias")}
     state_count = 2
+    state_names = ("h", "c")
 
     def __init__(self, input_size: int, hidden_size: int, forget_bias: float = 1.0):
         check_range(self.name, "forget_bias", forget_bias, -GATE_BIAS_LIMIT, GATE_BIAS_LIMIT)

@@ -223,6 +223,7 @@ class PhasedLSTMCell(Cell):
         "forget_bias": Option(1.0, "initial forget-gate bias"),
     }
     state_count = 2
+    state_names = ("h", "c")
     uses_time = True
 
     def __init__(self, input_size: int, hidden_size: int, tau_log_min: float = 1.0, tau_log_max: float = 3.0,
@@ -317,6 +318,34 @@ class PhasedLSTMCell(Cell):
         xw = xw.view(x.shape[1], x.shape[0], -1)
         hs, c_last = _PhasedRecurrence.apply(xw, k, self.weight_hh, h0, c0, self.w_co, self.w_if, impl)
         return hs[1:].transpose(0, 1), (hs[-1], c_last)
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def inspect(self, x: Tensor, state: State, t: Tensor | None = None
+                ) -> tuple[Tensor, State, dict[str, Tensor]]:
+        """:meth:`Cell.inspect` through :meth:`forward`'s loop, which keeps every step's gates."""
+        t = self._need_time(t)
+        if x.shape[1] == 0:
+            empty = x.new_zeros(x.shape[0], 0, self.hidden_size)
+            return empty, state, {name: empty for name in ("h", "c", "gate.i", "gate.f", "gate.o", "time.k")}
+        impl = _implementation()
+        forward_loop = _loops("python" if impl == "autograd" else impl)[0]
+        h0, c0 = state
+        k = self.time_gate(t.t(), x.dtype)  # (T, B, H)
+        xw = torch.addmm(self.bias, x.transpose(0, 1).reshape(-1, x.shape[2]), self.weight_ih.t())
+        hs, cs, acts, _, _ = forward_loop(xw.view(x.shape[1], x.shape[0], -1), k, self.weight_hh.t(), h0, c0,
+                                          self.w_co, self.w_if)
+        H = self.hidden_size
+        o, i, f = (acts[:, :, j * H:(j + 1) * H].transpose(0, 1) for j in range(3))  # gates o, i, f, g
+        out = hs[1:].transpose(0, 1)
+        traces = {"h": out, "c": cs[1:].transpose(0, 1), "gate.i": i, "gate.f": f, "gate.o": o,
+                  "time.k": k.transpose(0, 1)}
+        return out, (hs[-1], cs[-1]), traces
+
+    def clock(self) -> dict[str, Tensor]:
+        """:meth:`Cell.clock`: each unit's period, open ratio and phase shift, as the time gate uses them."""
+        return {"period": self.tau.detach().abs().clamp_min(EPS),
+                "open_ratio": self.r_on.detach().abs().clamp(EPS, 1.0), "shift": self.shift.detach()}
 
 
 @hookimpl

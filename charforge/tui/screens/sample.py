@@ -18,12 +18,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Select
 from textual.worker import get_current_worker
 
 from charforge.sampling.settings import Settings
 from charforge.tui import settings as knobs
+from charforge.tui.screens.loading import ModelScreen
 from charforge.tui.widgets.knob import Knob
 from charforge.tui.widgets.sample_card import SampleCard
 
@@ -32,7 +32,7 @@ KNOBS = (("temperature", "temperature"), ("top_k", "top-k"), ("top_p", "top-p"),
 CHUNK_SECONDS = 0.02  # how often streamed text is handed to the screen
 
 
-class SampleScreen(Screen):
+class SampleScreen(ModelScreen):
     BINDINGS = [
         Binding("up", "nudge('temperature', 1)", "Temp +", priority=True),
         Binding("down", "nudge('temperature', -1)", "Temp −", priority=True),
@@ -40,6 +40,7 @@ class SampleScreen(Screen):
         Binding("ctrl+r", "regenerate", "Regenerate"),
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+y", "copy", "Copy"),
+        Binding("ctrl+n", "inspect", "Inspect"),
         Binding("pageup", "scroll('up')", "Scroll up", show=False, priority=True),
         Binding("pagedown", "scroll('down')", "Scroll down", show=False, priority=True),
         Binding("ctrl+q", "app.quit", "Quit", priority=True),
@@ -64,7 +65,7 @@ class SampleScreen(Screen):
         with Horizontal(id="controls"):
             choices = self.models.choices()
             yield Select([(c, c) for c in choices], value=self.models.default, allow_blank=False,
-                         id="checkpoint")
+                         id="checkpoint", classes="checkpoint-picker")
             for name, title in KNOBS:
                 yield Knob(name, title, id=f"knob-{name}", classes="knob")
         yield VerticalScroll(id="history", can_focus=False)
@@ -81,36 +82,11 @@ class SampleScreen(Screen):
 
     # -- the model -----------------------------------------------------------------------------
 
-    @on(Select.Changed, "#checkpoint")
-    def _checkpoint_changed(self, event: Select.Changed) -> None:
-        if event.value != Select.NULL and event.value != self.choice:
-            self._load(event.value)
-
-    def _load(self, choice: str) -> None:
-        self.model, self.choice = None, choice
-        self.sub_title = f"loading {choice}…"
-        self._load_worker(choice)
-
-    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
-    def _load_worker(self, choice: str) -> None:
-        try:
-            model = self.models.load(choice)
-        except Exception as exc:  # noqa: BLE001 - shown, never fatal
-            self.app.call_from_thread(self._load_failed, choice, exc)
-            return
-        if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._loaded, model)
-
     def _loaded(self, model) -> None:
-        self.model = model
-        self.sub_title = model.name
+        super()._loaded(model)
         if self._pending is not None:
             prompt, self._pending = self._pending, None
             self.generate(prompt)
-
-    def _load_failed(self, choice: str, exc: Exception) -> None:
-        self.sub_title = f"could not load {choice}"
-        self.notify(f"could not load {choice}: {exc}", severity="error", timeout=10)
 
     # -- settings ------------------------------------------------------------------------------
 
@@ -243,6 +219,13 @@ class SampleScreen(Screen):
         if card is not None:
             self.app.copy_to_clipboard(card.text)
             self.notify("copied the latest sample to the clipboard")
+
+    def action_inspect(self) -> None:
+        """Open the inspect screen on this model and the latest sample (prompt and continuation)."""
+        from charforge.tui.screens.inspect import InspectScreen
+
+        card = self._latest()
+        self.app.push_screen(InspectScreen(self.models, card.text if card else "", self.model, self.choice))
 
     def action_scroll(self, direction: str) -> None:
         history = self.query_one("#history", VerticalScroll)
