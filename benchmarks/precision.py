@@ -3,7 +3,8 @@
     python benchmarks/precision.py runs/grimms ../shared/corpora/grimms_fairy_tales.txt
 
 Feeds the last 10% of the corpus (the part training held out; ``--chars`` of it) through
-``charforge.sampling.fastpath.stack_step`` one character at a time in every precision the CPU offers,
+``charforge.sampling.fastpath.stack_step`` one character at a time in every fixed precision
+(float32, float16, int8: what ``auto`` chooses among),
 with the weights exactly as generation prepares them, and prints the mean loss in nats per
 character: the float32 row is what training and ``charforge score`` compute (up to the last bit
 of rounding).
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 import charforge
 from charforge.sampling import fastpath
+from charforge.sampling.settings import PRECISIONS
 
 
 @torch.inference_mode()
@@ -26,12 +28,12 @@ def held_out_loss(plan: fastpath.FastWeights, ids: torch.Tensor, streams: int, h
     """Mean next-character loss over ``ids`` cut into ``streams`` rows, state carried along each."""
     length = len(ids) // streams
     x = ids[:streams * length].view(streams, length)
-    mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, head_w = plan.weights(streams)
+    mode, head_mode, table, w_ih, w_hh, b_ih, b_hh, p_ih, p_hh, head_w = plan.weights(streams)
     hs = [torch.zeros(streams, h) for h in hidden]
     cs = [torch.zeros(streams, h) for h in hidden] if plan.kind == fastpath.KINDS["lstm"] else []
     total = 0.0
     for t in range(length - 1):
-        out = fastpath.stack_step(plan.kind, mode, x[:, t], hs, cs, table, w_ih, w_hh, b_ih, b_hh, s_ih, s_hh, [])
+        out = fastpath.stack_step(plan.kind, mode, x[:, t], hs, cs, table, w_ih, w_hh, b_ih, b_hh, p_ih, p_hh, [])
         logits = fastpath.product(out, head_w, plan.head_b, None, head_mode, [])
         total += float(F.cross_entropy(logits, x[:, t + 1], reduction="sum"))
     return total / (streams * (length - 1))
@@ -52,7 +54,7 @@ def main() -> None:
     print("| precision | nats/char | bits/char | difference |")
     print("| --- | ---: | ---: | ---: |")
     base = None
-    for precision in ("float32", "int8"):
+    for precision in PRECISIONS[1:]:
         try:
             plan = fastpath.FastWeights.of(model.model, precision)
         except charforge.CharforgeError as exc:

@@ -59,7 +59,7 @@ class Model:
 
     Build one with :func:`charforge.load`, or wrap a :class:`~charforge.model.CharModel` and its
     :class:`~charforge.vocab.Vocab` directly: ``Model(char_model, vocab)``. ``precision`` is the
-    arithmetic of generation (auto, float32 or int8: see ``charforge generate --help``);
+    arithmetic of generation (auto, float32, float16 or int8: see ``charforge generate --help``);
     :meth:`score` always computes in float32.
     """
 
@@ -258,7 +258,8 @@ def load(path: str | Path, device: str = "auto", which: str = "best", plugins: I
 
     ``device``: auto (a GPU when there is one), cpu, cuda or mps. ``plugins``: extra plugin
     objects, for checkpoints whose cell comes from a plugin registered in code. ``precision``:
-    generation's arithmetic: auto (int8 where the CPU has VNNI), float32 or int8.
+    generation's arithmetic: auto (a lossy one only where it measured faster on this CPU), float32,
+    float16 or int8.
     """
     return Model.of(load_engine(path, which, device, precision, extra=plugins))
 

@@ -31,8 +31,8 @@ class TrainConfig:
     cell: str = "lstm"
     cell_options: dict[str, Any] = field(default_factory=dict)
     # Defaults chosen by measurement (benchmarks/NOTES.md): the best validation loss per minute of
-    # a 2-core CPU on tiny-shakespeare, checked on Grimms too.
-    hidden_size: int = 256
+    # a 2-core CPU on tiny-shakespeare and Grimms, with and without AVX-512 (section 14 there).
+    hidden_size: int = 384
     num_layers: int = 1
     dropout: float = 0.0
     embedding_dim: int = 64  # 0: one-hot input
@@ -40,7 +40,7 @@ class TrainConfig:
     # optimisation
     optimizer: str = "adam"
     optimizer_options: dict[str, Any] = field(default_factory=dict)
-    lr: float = 5e-3
+    lr: float = 4e-3
     schedule: str = "cosine"
     warmup: int = 0
     lr_decay: float = 0.95

@@ -22,6 +22,7 @@ from charforge.cli import cli
 from charforge.experiments.grid import Grid
 from charforge.experiments.summary import timeline
 from charforge.runs.directory import Run
+from charforge.config import TrainConfig
 
 FAITH_GRID = ["compare", "faith", "--cell", "rnn,lstm", "--hidden-size", "8,16", "--seeds", "2", "--steps", "30",
               "--name", "GRID"]
@@ -117,7 +118,7 @@ def test_a_grown_grid_trains_only_its_new_points_and_a_larger_budget_resumes_the
         assert row["steps"] == "40"
     run = Run(tmp_path / "runs" / "G" / "hidden-size=8,seed=1")
     assert [e["step"] for e in run.events() if e["event"] == "start"] == [0, 20]  # resumed, not retrained
-    for change, said in ((["--lr", "0.02"], "has lr 0.005, the grid asks for 0.02"),
+    for change, said in ((["--lr", "0.02"], f"has lr {TrainConfig.lr:g}, the grid asks for 0.02"),
                          (["--layers", "2"], "has num_layers 1, the grid asks for 2")):
         refused = compare(tmp_path, *base, *change)  # the same point names, another experiment
         assert refused.exit_code == 1 and said in refused.output

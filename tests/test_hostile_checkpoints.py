@@ -281,3 +281,13 @@ def test_cell_options_beyond_their_bounds_are_one_line(run, tmp_path, cell, opti
     assert isinstance(result.exception, SystemExit) and result.exit_code == 1, repr(result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: ") and option in lines[0], result.stderr
+
+
+def test_a_truncated_checkpoint_whose_header_length_starts_with_0x80_is_truncated_not_a_pickle(tmp_path):
+    """A header length's low byte may be 0x80, a pickle's first opcode: the brace after the length says safetensors."""
+    from charforge.runs.checkpoint import load_checkpoint
+
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes((0x180).to_bytes(8, "little") + b'{"__metadata__": ' + b"x" * 40)
+    with pytest.raises(CharforgeError, match=r"is truncated: its header says 384 bytes, the file holds 65 bytes"):
+        load_checkpoint(path)

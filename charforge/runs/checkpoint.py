@@ -115,17 +115,19 @@ def _sniff(path: Path) -> None:
     except OSError as exc:
         raise CharforgeError(f"cannot read checkpoint {path}: {exc.strerror or exc}.") from None
     declared = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
-    if len(head) == 9 and head[8:9] == b"{" and 2 <= declared <= size - 8:
+    looks_safe = len(head) == 9 and head[8:9] == b"{"  # a header length, then its JSON's opening brace
+    if looks_safe and 2 <= declared <= size - 8:
         return
+    if looks_safe and declared > size - 8 and path.suffix.lower() not in _PICKLE_SUFFIXES:
+        # before the pickle checks: a length whose low byte is 0x80 must not read as a pickle's opcode
+        raise CharforgeError(f"{path} is truncated: its header says {declared} bytes, "
+                             f"the file holds {size} bytes in all.")
     if head[:1] == b"\x80" or head[:2] == b"PK" or path.suffix.lower() in _PICKLE_SUFFIXES:
         raise CharforgeError(
             f"{path} looks like a pickle or torch.save file; charforge never unpickles (loading one could "
             f"run any code). Only .safetensors checkpoints written by charforge can be loaded.")
     if size == 0:
         raise CharforgeError(f"{path} is empty, not a checkpoint.")
-    if len(head) == 9 and head[8:9] == b"{" and declared > size - 8:
-        raise CharforgeError(f"{path} is truncated: its header says {declared} bytes, "
-                             f"the file holds {size} bytes in all.")
     raise CharforgeError(f"{path} is not a safetensors checkpoint (its header is damaged or missing).")
 
 

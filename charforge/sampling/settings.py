@@ -20,6 +20,8 @@ MAX_STOPS, MAX_STOP_CHARS = 16, 256  # stop strings of one prompt, and the chara
 MAX_BEAM = 1_000  # the width of a beam search
 MAX_SAMPLES = 1_000_000  # samples of one call
 MAX_CHARS = 100_000_000  # characters of one call: its prompts, plus length x samples (x beams for beam search)
+# Generation's arithmetic (charforge.sampling.fastpath): measured per CPU (auto), exact, or lossy by choice.
+PRECISIONS = ("auto", "float32", "float16", "int8")
 
 
 @dataclass(frozen=True)
