@@ -12,6 +12,7 @@ per process).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ def cache_file() -> Path:
     return cache_dir() / "precision.json"
 
 
+@functools.cache  # read once: the batch's size changes as samples end, and each new size asks for a key
 def machine() -> str:
     """The CPU's model name and a digest of its instruction-set flags."""
     name, flags = "", ""
