@@ -29,9 +29,13 @@ LEFT, RIGHT = 0.1, 0.9  # a gate below LEFT is left-saturated, above RIGHT right
 SURPRISAL_TOP = 8.0  # bits (one chance in 256) where every view's surprisal scale tops out: fixed, so texts compare
 
 
-def is_fraction(name: str) -> bool:
-    """Whether a trace's values lie in [0, 1] (a gate, a time gate's openness), not around 0 (a state)."""
-    return name.startswith(("gate.", "time."))
+def colour_range(name: str, values: Tensor) -> tuple[float, float]:
+    """The range a trace's colours span in every view: [0, 1] for a gate or a time gate's openness;
+    else symmetric about 0, [-1, 1] or wider for a state that leaves it (an LSTM's c may)."""
+    if name.startswith(("gate.", "time.")):
+        return 0.0, 1.0
+    high = max(1.0, float(values.abs().max())) if len(values) else 1.0
+    return -high, high
 
 
 def unit_label(layer: int, name: str, unit: int) -> str:
@@ -104,6 +108,10 @@ class Inspection:
         """What the model expected at ``position``: (character, probability), likeliest first."""
         ids, probs = self.top_ids[position, :k], self.top_probs[position, :k]
         return [(self.chars[i], float(p)) for i, p in zip(ids.tolist(), probs.tolist())]
+
+    def peak(self, start: int, end: int) -> int:
+        """The most surprising position in [start, end): where a span's surprise is worst."""
+        return start + int(self.losses[start:end].argmax())
 
     def surprising_spans(self, count: int = 5, width: int = 8) -> list[tuple[int, int, float]]:
         """The ``count`` most surprising stretches of ``width`` characters (the whole text if it is

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from charforge.errors import CharforgeError
-from charforge.inspection.extract import SURPRISAL_TOP, TOP, Inspection, is_fraction
+from charforge.inspection.extract import SURPRISAL_TOP, TOP, Inspection, colour_range
 from charforge.inspection.plots import chosen_units, figures
 
 HERE = Path(__file__).parent
@@ -44,11 +44,7 @@ def _unit_data(inspection: Inspection, layer: int, name: str, unit: int, label: 
     """One unit's values and the range its colours span: [0, 1] for gates and openness, else
     symmetric about 0, wide enough for the unit (a cell state can pass 1)."""
     values = inspection.unit(layer, unit, name).double()
-    if is_fraction(name):
-        low, high = 0.0, 1.0
-    else:
-        high = max(1.0, float(values.abs().max())) if len(values) else 1.0
-        low = -high
+    low, high = colour_range(name, values)
     return {"label": label, "low": low, "high": high, "values": _rounded(values, 3)}
 
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Span, Text
 from torch import Tensor
 
-from charforge.inspection.extract import LEFT, RIGHT, SURPRISAL_TOP, Inspection, is_fraction, unit_label
+from charforge.inspection.extract import LEFT, RIGHT, SURPRISAL_TOP, Inspection, colour_range, unit_label
 
 LEVELS = 24  # colours a scale is cut into: runs of one colour are one span, so long texts stay quick
 HOT = [(0.0, (18, 28, 58)), (0.35, (110, 40, 120)), (0.7, (230, 90, 45)), (1.0, (255, 236, 130))]
@@ -79,11 +79,7 @@ def activation(inspection: Inspection, layer: int, unit: int, name: str = "h") -
     """The text coloured by one unit's value, and the legend: a gate or openness on [0, 1]; a
     state on [-1, 1], or ±its largest size where it goes beyond (an LSTM's cell state may)."""
     values = inspection.unit(layer, unit, name)
-    if is_fraction(name):
-        low, high = 0.0, 1.0
-    else:
-        high = max(1.0, float(values.abs().max())) if len(values) else 1.0
-        low = -high
+    low, high = colour_range(name, values)
     return (coloured(inspection.text, values, low, high, "diverging"),
             legend(low, high, "diverging", unit_label(layer, name, unit)))
 
@@ -117,9 +113,8 @@ def spans_table(inspection: Inspection, count: int = 5, width: int = 8) -> Table
     """The most surprising stretches of the text, with what the model expected at their worst
     character. The text's cells are :class:`~rich.text.Text`, never read as markup, as in every table here."""
     table = Table("position", "text", "bits/char", "worst", "expected there", title="Most surprising spans")
-    bits = inspection.bits
     for start, end, mean in inspection.surprising_spans(count, width):
-        worst = start + int(bits[start:end].argmax())
+        worst = inspection.peak(start, end)
         expected = ", ".join(f"{_char(c)} {p:.0%}" for c, p in inspection.predictions(worst, 3))
         table.add_row(f"{start}-{end}", Text(_quoted(inspection.text[start:end])), f"{mean:.2f}",
                       Text(_char(inspection.text[worst])), Text(expected))

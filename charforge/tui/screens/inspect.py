@@ -132,7 +132,7 @@ class InspectScreen(ModelScreen):
         try:
             result = model.inspect(text)
             styles = surprisal_styles(result.bits)
-            spans = [start + int(result.bits[start:end].argmax()) for start, end, _ in result.surprising_spans(SPANS)]
+            spans = [result.peak(start, end) for start, end, _ in result.surprising_spans(SPANS)]
         except Exception as exc:  # noqa: BLE001 - shown, never fatal
             self.app.call_from_thread(self._inspect_failed, asked, exc)
             return
